@@ -1,0 +1,43 @@
+# One-line wrappers around the `tonghop` command. Every target sets up .venv/ first (once).
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PERIOD ?= 2020-H1
+N      ?= 1000
+
+.PHONY: install templates samples consolidate test lint bench soffice clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+templates: install
+	$(VENV)/bin/tonghop templates --period $(PERIOD)
+
+samples: install
+	$(PY) -m pipeline.samples --period $(PERIOD) --out inbox
+
+consolidate: install
+	$(VENV)/bin/tonghop consolidate --inbox inbox --out output --period $(PERIOD)
+
+# LibreOffice is the second spreadsheet program the tests check against; install it where possible.
+soffice:
+	@command -v soffice >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libreoffice-calc-nogui) \
+	  >/dev/null 2>&1; } || echo "LibreOffice not installed: its tests will be skipped"
+
+test: install soffice
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench: install
+	$(PY) -m pipeline.bench --n $(N)
+
+clean:
+	rm -rf output/* bench/cache

@@ -1,0 +1,86 @@
+"""One record type for every problem found: a row of the findings frame.
+
+Columns are those of `tonghop check --json` (FINDING_COLUMNS) plus `submission` and `label`, which
+the pipeline uses internally. Messages are filled from the rules registry of the definition.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from collections.abc import Iterable, Mapping
+
+import pandas as pd
+
+FINDING_COLUMNS = ["file", "unit_code", "unit_name", "sheet", "cell", "field", "value", "rule",
+                   "severity", "message", "expected"]
+INTERNAL_COLUMNS = ["submission", "label", "detail", "suggestions"]
+ALL_COLUMNS = FINDING_COLUMNS + INTERNAL_COLUMNS
+SEVERITY_ORDER = {"error": 0, "warning": 1}
+
+
+class _Blank(dict):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+_FORMATTER = string.Formatter()
+
+
+def show(value: object) -> str:
+    """A value as a ward officer would write it: 828, 2.379, 785,87; text as is; blank as ''."""
+    from pipeline.numbers import format_vn
+
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (int, float)):
+        return format_vn(float(value))
+    return str(value)
+
+
+def render_message(template: str, fields: Mapping[str, object]) -> str:
+    """Fill a rule's message template; missing placeholders become ''."""
+    values = _Blank({k: show(v) for k, v in fields.items()})
+    return _FORMATTER.vformat(template, (), values)
+
+
+def make_findings(records: Iterable[Mapping[str, object]] | pd.DataFrame, rules: Mapping) -> pd.DataFrame:
+    """Build the findings frame from records holding at least `rule`; fill severity and message.
+
+    `rules` maps rule id → Rule (severity, message). Returns a frame with ALL_COLUMNS; `value` and
+    `expected` are kept as given (numbers stay numbers) and shown Vietnamese-style in the message.
+    """
+    df = records.copy() if isinstance(records, pd.DataFrame) else pd.DataFrame(list(records))
+    for col in ALL_COLUMNS:
+        if col not in df.columns:
+            df[col] = None
+    if df.empty:
+        return df[ALL_COLUMNS].astype(object)
+    df["severity"] = [rules[r].severity for r in df["rule"]]
+    df["message"] = [render_message(rules[r].message, row)
+                     for r, row in zip(df["rule"], df.to_dict("records"), strict=True)]
+    return df[ALL_COLUMNS].astype(object).reset_index(drop=True)
+
+
+def empty_findings() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in ALL_COLUMNS})
+
+
+def sort_findings(df: pd.DataFrame) -> pd.DataFrame:
+    """Errors first, then by unit, file, sheet and template order of the cell."""
+    if df.empty:
+        return df
+    key = df["severity"].map(SEVERITY_ORDER).fillna(9)
+    return (df.assign(_k=key).sort_values(["_k", "unit_code", "file", "sheet", "cell", "rule"],
+                                          kind="stable", na_position="first")
+            .drop(columns="_k").reset_index(drop=True))
+
+
+def public(df: pd.DataFrame) -> list[dict]:
+    """The findings as JSON-ready dicts with exactly FINDING_COLUMNS (NaN → None)."""
+    out = []
+    for row in df[FINDING_COLUMNS].to_dict("records"):
+        out.append({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
+    return out
