@@ -22,6 +22,8 @@ DEFAULT_DEFINITION = SCHEMAS_DIR / "tthtcd-6thang.yaml"
 DEFAULT_UNITS = SCHEMAS_DIR / "units" / "dong-trieu-2020.csv"
 GENERIC_RULES = SCHEMAS_DIR / "rules.yaml"
 
+META_SHEET = "_tonghop"  # the template's hidden sheet: key in column A, value in column B
+META_KEYS = ("template_id", "template_version", "unit_code", "period")
 TYPES = {"integer", "decimal", "percent", "text", "date", "choice"}
 NUMERIC = {"integer", "decimal", "percent"}
 METHODS = {"sum", "weighted_mean", "count", "none"}
