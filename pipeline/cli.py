@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 
 from pipeline import __version__
-from pipeline.definition import DEFAULT_DEFINITION, DEFAULT_UNITS, DefinitionError, check_period, load_definition
+from pipeline.definition import (
+    DEFAULT_DEFINITION,
+    DEFAULT_UNITS,
+    DefinitionError,
+    check_period,
+    load_definition,
+)
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_OUTPUT = 0, 1, 2, 3
 
@@ -26,7 +32,150 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--period", required=True, help="kỳ báo cáo, ví dụ 2020-H1")
     p.add_argument("--out", type=Path, default=Path("input_templates"), help="thư mục ghi mẫu")
+    p = sub.add_parser("check", help="kiểm tra tệp báo cáo như Phòng sẽ kiểm tra")
+    _common(p)
+    p.add_argument("files", nargs="+", type=Path, help="các tệp báo cáo (.xlsx, .xls, .ods)")
+    p.add_argument("--period", help="kỳ báo cáo phải có, ví dụ 2020-H1 (mặc định: không kiểm tra)")
+    p.add_argument("--json", action="store_true", help="in kết quả dạng JSON")
+    p.add_argument("--timeout", type=float, default=60.0, help="số giây tối đa để đọc một tệp")
+    p = sub.add_parser("consolidate", help="đọc mọi tệp trong hộp thư, kiểm tra và tổng hợp")
+    _common(p)
+    p.add_argument("--inbox", type=Path, default=Path("inbox"), help="thư mục chứa tệp các đơn vị gửi")
+    p.add_argument("--out", type=Path, default=Path("output"), help="thư mục ghi kết quả")
+    p.add_argument("--period", default="2020-H1", help="kỳ báo cáo, ví dụ 2020-H1")
+    p.add_argument("--strict", action="store_true", help="chỉ tổng hợp đơn vị không có lỗi")
+    p.add_argument("--no-feedback", action="store_true", help="không tạo tệp phản hồi cho từng đơn vị")
+    p.add_argument("--timeout", type=float, default=60.0, help="số giây tối đa để đọc một tệp")
+    p.add_argument("--jobs", type=int, default=1, help="số tiến trình ghi tệp phản hồi")
+    p.add_argument("--quiet", action="store_true", help="không hiện thanh tiến độ")
     return parser
+
+
+def _progress(quiet: bool):
+    """A callback drawing one tqdm bar per stage (only for runs with many files)."""
+    if quiet:
+        return None
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+    labels = {"read": "Đọc tệp", "feedback": "Tệp phản hồi"}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if total < 20:
+            return
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=labels.get(stage, stage), unit="tệp", leave=False,
+                                     file=sys.stderr)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def _log_to(out_dir: Path) -> Path:
+    import logging
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "tonghop.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("tonghop")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return path
+
+
+def cmd_consolidate(args: argparse.Namespace) -> int:
+    import logging
+
+    from pipeline.job import OutputError, consolidate_inbox
+    from pipeline.run import Options
+    from pipeline.units import load_units
+
+    definition = load_definition(args.definition)
+    period = check_period(args.period)
+    if not args.inbox.is_dir():
+        print(f"Không tìm thấy thư mục hộp thư «{args.inbox}». Đề nghị lưu các tệp báo cáo vào thư mục đó.",
+              file=sys.stderr)
+        return EXIT_USAGE
+    units = load_units(args.units)
+    try:
+        log_path = _log_to((args.out / period).resolve())
+    except OSError as exc:
+        print(f"Không ghi được vào thư mục kết quả «{args.out}»: {exc.strerror or exc}.", file=sys.stderr)
+        return EXIT_OUTPUT
+    try:
+        summary = consolidate_inbox(args.inbox, args.out, period, definition, units, strict=args.strict,
+                                    feedback=not args.no_feedback,
+                                    options=Options(period=period, timeout=args.timeout),
+                                    on_progress=_progress(args.quiet))
+    except OutputError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_OUTPUT
+    except Exception:
+        logging.getLogger("tonghop").exception("run failed")
+        print(f"Đã xảy ra lỗi ngoài dự kiến; chi tiết được ghi trong {log_path}.", file=sys.stderr)
+        return EXIT_OUTPUT
+    print(f"Kỳ báo cáo {definition.period_label(period)}: đã nhận {summary.received}/{summary.expected} đơn vị "
+          f"({summary.files} tệp).")
+    if summary.missing:
+        print(f"Chưa nộp ({len(summary.missing)}): {', '.join(summary.missing)}.")
+    print(f"Phát hiện {summary.errors} lỗi và {summary.warnings} cảnh báo.")
+    if summary.skipped:
+        print(f"Bỏ qua {len(summary.skipped)} tệp không phải bảng tính: {', '.join(summary.skipped)}.")
+    print(f"Kết quả trong thư mục {summary.out_dir}:")
+    for p in summary.district_files:
+        print(f"  - {p.name} (bảng tổng hợp)")
+    print(f"  - feedback/ ({summary.feedback_files} tệp phản hồi cho các đơn vị)")
+    print("  - values.csv, findings.csv, manifest.json")
+    return EXIT_OK
+
+
+def _print_findings(findings, out=sys.stdout) -> None:
+    from pipeline.findings import show
+
+    if findings.empty:
+        print("Không phát hiện lỗi nào. Cảm ơn đơn vị đã báo cáo đầy đủ.", file=out)
+        return
+    for file, group in findings.groupby("file", sort=False, dropna=False):
+        unit = group["unit_name"].dropna()
+        who = f" – {unit.iloc[0]}" if len(unit) and unit.iloc[0] else ""
+        print(f"\n{file}{who}", file=out)
+        for r in group.itertuples(index=False):
+            tag = "LỖI     " if r.severity == "error" else "CẢNH BÁO"
+            where = f"{r.sheet}!{r.cell}" if r.cell else (r.sheet or "(cả tệp)")
+            extra = f"  [giá trị: {show(r.value)}" + (f"; đúng: {show(r.expected)}]" if show(r.expected) else "]")
+            print(f"  {tag} {where}: {r.message}" + (extra if show(r.value) else ""), file=out)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    import json
+
+    from pipeline.findings import public, sort_findings
+    from pipeline.run import Options, check_files
+    from pipeline.units import load_units
+
+    definition = load_definition(args.definition)
+    missing = [str(f) for f in args.files if not f.is_file()]
+    if missing:
+        print(f"Không tìm thấy tệp: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    period = check_period(args.period) if args.period else None
+    result = check_files(args.files, definition, load_units(args.units),
+                         options=Options(period=period, timeout=args.timeout))
+    findings = sort_findings(result.findings)
+    if args.json:
+        json.dump(public(findings), sys.stdout, ensure_ascii=False, indent=1, default=str)
+        print()
+    else:
+        _print_findings(findings)
+        n_err = int((findings["severity"] == "error").sum())
+        n_warn = int((findings["severity"] == "warning").sum())
+        print(f"\nTổng cộng: {len(args.files)} tệp, {n_err} lỗi, {n_warn} cảnh báo.")
+    return EXIT_ERRORS if (findings["severity"] == "error").any() else EXIT_OK
 
 
 def cmd_templates(args: argparse.Namespace) -> int:
@@ -39,7 +188,7 @@ def cmd_templates(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"templates": cmd_templates}
+COMMANDS = {"templates": cmd_templates, "check": cmd_check, "consolidate": cmd_consolidate}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,116 @@
+"""Consolidation: choose each unit's submission, then sum or average the figures per district.
+
+Pure functions of frames. `choose_submissions` resolves duplicates and resubmissions;
+`consolidate` returns the per-unit status table and the district figures, as the definition says
+each field consolidates (sum, population-weighted mean, count of choices).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipeline.definition import Definition
+
+STATUS_OK, STATUS_ERRORS, STATUS_MISSING, STATUS_UNREADABLE = "Đạt", "Có lỗi", "Chưa nộp", "Không đọc được"
+
+
+@dataclass
+class Consolidation:
+    units: pd.DataFrame  # one row per unit of the list: status, file, counts, key figures
+    district: pd.DataFrame  # district_code, field, value, units (how many units contributed)
+    choices: pd.DataFrame  # district_code, field, choice, count
+    used: pd.DataFrame  # the tidy values consolidated (chosen submissions only)
+
+
+def choose_submissions(submissions: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
+    """Pick one submission per unit: identical files (same sha256) count once; of different files the
+    newest wins (report date in the workbook, then file time, then name). Returns (submissions with
+    a `chosen` column and `superseded` file names, findings for duplicates and superseded files).
+
+    `submissions` needs file, unit_code, sha256, report_date, mtime.
+    """
+    s = submissions.copy()
+    s["chosen"] = False
+    s["superseded"] = ""
+    findings = []
+    order = s.assign(_d=s["report_date"].fillna(""), _m=s["mtime"].fillna(0.0)).sort_values(
+        ["_d", "_m", "file"], ascending=[False, False, True], kind="stable")
+    for code, group in order[order["unit_code"].astype(bool)].groupby("unit_code", sort=False):
+        seen: dict[str, str] = {}
+        winner = None
+        for sub, row in group.iterrows():
+            if row["sha256"] in seen:
+                findings.append({"submission": sub, "rule": "file-duplicate", "detail": seen[row["sha256"]]})
+                continue
+            seen[row["sha256"]] = row["file"]
+            if winner is None:
+                winner = sub
+                s.at[sub, "chosen"] = True
+            else:
+                findings.append({"submission": sub, "rule": "file-superseded", "detail": s.at[winner, "file"]})
+        others = [f for f in group["file"] if f != s.at[winner, "file"]]
+        s.at[winner, "superseded"] = "; ".join(sorted(others))
+    return s, findings
+
+
+def _weighted(num: pd.DataFrame, field: str, weight: str) -> pd.Series:
+    v, w = num.get(field), num.get(weight)
+    if v is None or w is None:
+        return pd.Series(dtype=float)
+    ok = v.notna() & w.notna() & (w > 0)
+    return (v[ok] * w[ok]).groupby(level=0).sum() / w[ok].groupby(level=0).sum()
+
+
+def consolidate(definition: Definition, units: pd.DataFrame, submissions: pd.DataFrame, values: pd.DataFrame,
+                findings: pd.DataFrame, *, strict: bool = False) -> Consolidation:
+    """Consolidate the chosen submissions per district of `units`.
+
+    `submissions` (from choose_submissions) is indexed by submission with unit_code, file, chosen;
+    `values` is the validated long frame; `findings` the rendered findings frame. With `strict`,
+    units whose submission has errors are left out of the figures.
+    """
+    chosen = submissions[submissions["chosen"]]
+    errs = findings[findings["severity"] == "error"].groupby("submission").size()
+    warns = findings[findings["severity"] == "warning"].groupby("submission").size()
+    chosen = chosen.assign(errors=errs.reindex(chosen.index).fillna(0).astype(int),
+                           warnings=warns.reindex(chosen.index).fillna(0).astype(int))
+    counted = chosen[chosen["errors"] == 0] if strict else chosen
+    used = values[values["submission"].isin(counted.index)].copy()
+    used = used.join(counted[["unit_code"]], on="submission")
+    used = used.join(units.set_index("unit_code")[["district_code"]], on="unit_code")
+
+    num = used[used["value"].notna()].pivot_table(index=["district_code", "unit_code"], columns="field",
+                                                   values="value", aggfunc="first")
+    by_district = num.droplevel("unit_code") if not num.empty else num
+    rows = []
+    for f in definition.fields.values():
+        if f.method == "sum" and f.id in num.columns:
+            col = by_district[f.id]
+            val, n = col.groupby(level=0).sum(min_count=1), col.groupby(level=0).count()
+        elif f.method == "weighted_mean" and f.id in num.columns:
+            val = _weighted(by_district, f.id, f.weight)
+            n = by_district[f.id].groupby(level=0).count()
+        else:
+            continue
+        rows += [{"district_code": d, "field": f.id, "value": val.get(d, np.nan), "units": int(n.get(d, 0))}
+                 for d in n.index]
+    district = pd.DataFrame(rows, columns=["district_code", "field", "value", "units"])
+
+    ch = used[used["field"].isin([f.id for f in definition.fields.values() if f.method == "count"])
+              & used["text"].notna()]
+    choices = (ch.groupby(["district_code", "field", "text"]).size().rename("count").reset_index()
+               .rename(columns={"text": "choice"}))
+
+    table = units.copy()
+    by_unit = chosen.reset_index().set_index("unit_code")
+    table["submission"] = by_unit["submission"].reindex(table["unit_code"]).to_numpy()
+    for col in ("file", "errors", "warnings", "superseded", "received"):
+        table[col] = by_unit[col].reindex(table["unit_code"]).to_numpy() if col in by_unit else None
+    received = table["submission"].notna()
+    table["status"] = np.where(~received, STATUS_MISSING,
+                               np.where(table["errors"].fillna(0) > 0, STATUS_ERRORS, STATUS_OK))
+    table["counted"] = table["unit_code"].isin(counted["unit_code"])
+    return Consolidation(table, district, choices, used)

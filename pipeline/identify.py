@@ -1,0 +1,81 @@
+"""Who sent a submission, for which period, on which template: identity checks.
+
+`identify(definition, units, raws, values, period)` returns the submissions frame (one row per readable
+workbook: submission, unit_code, unit_name, district..., period, report_date) and identity findings.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pipeline.definition import Definition
+from pipeline.text import nfc, unit_key
+
+SUBMISSION_UNIT_COLUMNS = ["unit_code", "unit_name", "full_name", "district_code", "district_name",
+                           "province_code", "province_name", "slug"]
+
+
+def _clean(v: object) -> str:
+    if v is None or (isinstance(v, float) and pd.isna(v)):
+        return ""
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    return nfc(str(v))
+
+
+def identify(definition: Definition, units: pd.DataFrame, metas: dict[int, dict], values: pd.DataFrame,
+             period: str | None) -> tuple[pd.DataFrame, list[dict]]:
+    """Match each submission to a unit of the list and check template version and period.
+
+    `metas`: submission → hidden-sheet metadata; `values`: the parsed long frame. Returns
+    (frame indexed by submission with SUBMISSION_UNIT_COLUMNS + period + report_date, findings).
+    """
+    f_code, f_name, f_period = (definition.role(r) for r in ("unit_code", "unit_name", "period"))
+    by = values.set_index(["submission", "field"])
+    by_code = units.set_index("unit_code")
+    by_key = units.drop_duplicates("key").set_index("key")
+    rows, findings = [], []
+
+    def cell(sub: int, fid: str) -> tuple[str, str]:
+        if (sub, fid) in by.index:
+            r = by.loc[(sub, fid)]
+            return _clean(r["raw"]), r["cell"]
+        return "", definition.fields[fid].cell
+
+    for sub, meta in metas.items():
+        code, code_cell = cell(sub, f_code.id)
+        name, name_cell = cell(sub, f_name.id)
+        code = code or _clean(meta.get("unit_code"))
+        version = _clean(meta.get("template_version"))
+        if version and version != str(definition.version):
+            findings.append({"submission": sub, "field": "", "cell": "", "rule": "template-version",
+                             "value": f"{definition.id} v{version}", "expected": definition.template_key})
+        unit = None
+        if code and code.zfill(5) in by_code.index:
+            unit = by_code.loc[code.zfill(5)]
+            code = code.zfill(5)
+        elif name and unit_key(name) in by_key.index:
+            unit = by_key.loc[unit_key(name)]
+            code = unit["unit_code"] if "unit_code" in unit else unit.name
+        elif code or name:
+            findings.append({"submission": sub, "field": f_code.id if code else f_name.id,
+                             "cell": code_cell if code else name_cell, "rule": "unit-unknown",
+                             "value": code or name})
+        else:
+            findings.append({"submission": sub, "field": f_name.id, "cell": name_cell, "rule": "unit-missing"})
+        got_period, period_cell = cell(sub, f_period.id)
+        got_period = got_period or _clean(meta.get("period"))
+        if period and got_period != period:
+            findings.append({"submission": sub, "field": f_period.id, "cell": period_cell,
+                             "rule": "period-mismatch", "value": got_period, "expected": period})
+        row = {"submission": sub, "period": got_period}
+        if unit is not None:
+            u = unit.to_dict()
+            u["unit_code"] = code
+            row |= {c: u.get(c, "") for c in SUBMISSION_UNIT_COLUMNS}
+        else:
+            row |= {c: "" for c in SUBMISSION_UNIT_COLUMNS}
+            row["unit_name"] = name or code
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=["submission", "period", *SUBMISSION_UNIT_COLUMNS]).set_index("submission")
+    return frame, findings

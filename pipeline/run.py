@@ -1,0 +1,141 @@
+"""Wiring: files in, submissions + tidy values + findings out. Shared by `check` and `consolidate`.
+
+`check_files(paths, ...)` guards, reads (in a supervised worker), identifies and validates every
+file, and returns a `Result`. Progress is reported through an optional callback `on_progress(done,
+total)`; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.definition import Definition
+from pipeline.findings import make_findings
+from pipeline.guard import Limits, inspect_file
+from pipeline.identify import SUBMISSION_UNIT_COLUMNS, identify
+from pipeline.isolation import Failure, map_inline, map_isolated
+from pipeline.reader import RawSubmission, make_spec, read_workbook
+from pipeline.validate import CELL_COLUMNS, validate
+
+log = logging.getLogger("tonghop")
+
+
+@dataclass
+class Options:
+    period: str | None = None
+    isolate: bool = True
+    timeout: float = 60.0
+    memory_mb: int = 2048
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass
+class Result:
+    files: pd.DataFrame  # one row per input file: file, path, kind, readable, submission
+    submissions: pd.DataFrame  # indexed by submission: file, unit..., period
+    values: pd.DataFrame  # tidy long frame
+    findings: pd.DataFrame  # findings frame (pipeline.findings.ALL_COLUMNS)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _read_all(paths: Sequence[Path], spec, options: Options, on_progress) -> tuple[list, list[dict]]:
+    """Guard then read every file. Returns ([(file index, RawSubmission)], file findings)."""
+    problems: list[dict] = []
+    readable: list[tuple[int, Path]] = []
+    kinds: dict[int, str] = {}
+    for i, path in enumerate(paths):
+        verdict = inspect_file(path, options.limits)
+        kinds[i] = verdict.kind
+        for p in verdict.problems:
+            problems.append({"file_index": i, "rule": p.rule, "detail": p.detail, "sheet": p.sheet})
+        if verdict.readable:
+            readable.append((i, path))
+    reader = functools.partial(read_workbook, spec=spec)
+    mapper = (functools.partial(map_isolated, timeout=options.timeout, memory_mb=options.memory_mb)
+              if options.isolate and len(readable) > 0 else map_inline)
+    raws = []
+    for n, (path, result) in enumerate(mapper(reader, [p for _, p in readable]), 1):
+        i = readable[n - 1][0]
+        if isinstance(result, Failure):
+            log.warning("reading %s failed: %s %s", path, result.rule, result.detail)
+            problems.append({"file_index": i, "rule": result.rule, "detail": result.detail,
+                             "limit": f"{options.timeout:g}"})
+        else:
+            raws.append((i, result))
+        if on_progress:
+            on_progress(n, len(readable))
+    return raws, problems
+
+
+def _cells_frame(raws: list[tuple[int, RawSubmission]]) -> pd.DataFrame:
+    rows = [(sub, *cell) for sub, raw in raws for cell in raw.cells]
+    return pd.DataFrame(rows, columns=CELL_COLUMNS)
+
+
+def check_files(paths: Sequence[Path], definition: Definition, units: pd.DataFrame, *,
+                names: Sequence[str] | None = None, options: Options | None = None,
+                on_progress: Callable[[int, int], None] | None = None) -> Result:
+    """Guard, read, identify and validate `paths`; `names` are the file names shown to people."""
+    options = options or Options()
+    names = list(names) if names is not None else [str(p) for p in paths]
+    t0 = time.perf_counter()
+    spec = make_spec(definition)
+    raws, file_problems = _read_all(paths, spec, options, on_progress)
+    t_read = time.perf_counter()
+    # a workbook that is not the template at all gives one finding for the file and no values
+    subs = []
+    for i, raw in raws:
+        for rule, sheet, cell, fid in raw.problems:
+            if rule == "not-template":
+                file_problems.append({"file_index": i, "rule": rule, "expected": definition.template_key,
+                                      "detail": "không có các trang của mẫu báo cáo"})
+                break
+        else:
+            subs.append((i, raw))
+    cells = _cells_frame(subs)
+    values, findings = validate(definition, cells)
+    t_validate = time.perf_counter()
+    metas = {i: raw.meta for i, raw in subs}
+    submissions, id_found = identify(definition, units, metas, values, options.period)
+    structural = [{"submission": i, "rule": rule, "sheet": sheet, "cell": cell, "field": fid}
+                  for i, raw in subs for rule, sheet, cell, fid in raw.problems]
+    findings = pd.concat([findings, pd.DataFrame(id_found + structural)], ignore_index=True)
+    file_df = pd.DataFrame({"file": names, "path": [str(p) for p in paths]})
+    submissions = submissions.join(file_df, how="left")
+    result = Result(file_df, submissions, values, _finish(definition, findings, file_problems,
+                                                          submissions, file_df), {})
+    result.timings = {"read": t_read - t0, "validate": t_validate - t_read,
+                      "identify": time.perf_counter() - t_validate}
+    return result
+
+
+def _finish(definition: Definition, findings: pd.DataFrame, file_problems: list[dict],
+            submissions: pd.DataFrame, files: pd.DataFrame) -> pd.DataFrame:
+    """Attach file, unit, sheet and label to every finding and render its message."""
+    meta = definition.frame
+    f = findings.copy()
+    if not f.empty:
+        f["submission"] = f["submission"].astype(int)
+        f = f.join(submissions[["file", *SUBMISSION_UNIT_COLUMNS]], on="submission")
+        known = f["field"].isin(meta.index)
+        f["label"] = f["field"].map(meta["label"])
+        sheet_from_field = f["field"].map(meta["sheet"])
+        if "sheet" not in f:
+            f["sheet"] = None
+        f["sheet"] = f["sheet"].where(f["sheet"].notna() & (f["sheet"] != ""), sheet_from_field)
+        f.loc[~known & f["label"].isna(), "label"] = ""
+    fp = pd.DataFrame(file_problems)
+    if not fp.empty:
+        fp["file"] = files["file"].reindex(fp["file_index"]).to_numpy()
+        fp["submission"] = None
+        fp = fp.drop(columns="file_index")
+    out = pd.concat([x for x in (fp, f) if not x.empty], ignore_index=True) if (
+        not fp.empty or not f.empty) else pd.DataFrame()
+    return make_findings(out, definition.rules)
