@@ -24,6 +24,8 @@ GENERIC_RULES = SCHEMAS_DIR / "rules.yaml"
 
 META_SHEET = "_tonghop"  # the template's hidden sheet: key in column A, value in column B
 META_KEYS = ("template_id", "template_version", "unit_code", "period")
+RESERVED_SHEETS = {META_SHEET, "Hướng dẫn", "Góp ý"}  # written by the renderer around the report's sheets
+_BAD_SHEET_CHARS = re.compile(r"[\[\]:*?/\\]")
 TYPES = {"integer", "decimal", "percent", "text", "date", "choice"}
 NUMERIC = {"integer", "decimal", "percent"}
 METHODS = {"sum", "weighted_mean", "count", "none"}
@@ -218,8 +220,13 @@ def _field(spec: dict, where: str, sheet: str, row: int, col: int, choices: dict
         unit=str(spec.get("unit", "")), required=bool(spec.get("required", False)),
         min=lo, max=hi, choices=tuple(choices.get(ch, ())) if ftype == "choice" else (),
         role=role, total_of=tuple(tot), method=cons["method"], weight=cons.get("weight", ""),
-        lines=int(spec.get("lines", 1)), **extra,
+        lines=_lines(spec.get("lines", 1), where, fid), **extra,
     )
+
+
+def _lines(v: object, where: str, fid: str) -> int:
+    _need(isinstance(v, int) and 1 <= v <= 50, where, f"{fid}: 'lines' phải là số nguyên từ 1 đến 50")
+    return int(v)
 
 
 def _expand(path: str | list, table_rows: list[str], where: str) -> list[tuple[str, ...]]:
@@ -308,6 +315,8 @@ def build_definition(raw: dict, path: Path = DEFAULT_DEFINITION) -> Definition:
         _need(isinstance(s, dict) and _ID.match(str(s.get("id", ""))) is not None, where, "thiếu 'id' hợp lệ")
         _need(bool(s.get("name")) and len(s["name"]) <= 31, f"{where} ({s['id']})", "tên trang thiếu hoặc dài quá 31 ký tự")
         _need(s["name"] not in seen_sheets, where, f"tên trang {s['name']!r} bị trùng")
+        _need(s["name"] not in RESERVED_SHEETS and not _BAD_SHEET_CHARS.search(s["name"]), where,
+              f"tên trang {s['name']!r} trùng tên dành riêng hoặc có ký tự Excel không cho phép")
         seen_sheets.add(s["name"])
         ids: list[str] = []
         if "table" in s:
@@ -321,6 +330,7 @@ def build_definition(raw: dict, path: Path = DEFAULT_DEFINITION) -> Definition:
                     cw = f"{where}.table.columns[{ci}]"
                     _need(_ID.match(str(c.get("id", ""))) is not None, cw, "thiếu 'id' hợp lệ")
                     fid = f"{r['id']}.{c['id']}"
+                    _need(fid not in fields, f"{where}.table", f"mã ô {fid!r} bị trùng")
                     tot = r.get("total_of")
                     if tot == "*":
                         tot = [f"{o['id']}.{c['id']}" for o in rows if not o.get("total_of")]
