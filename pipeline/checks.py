@@ -29,8 +29,9 @@ def _evaluate(check: Check, m: np.ndarray, col: dict[str, int]) -> tuple[np.ndar
     left, right = _sum(m, [col[c] for c in check.left]), _sum(m, [col[c] for c in check.right])
     with np.errstate(invalid="ignore", divide="ignore"):
         if check.kind == "compare":
-            bad = {"le": left > right + 1e-9, "ge": left < right - 1e-9,
-                   "eq": np.abs(left - right) > 1e-9}[check.op]
+            bad = {"le": left > right + 1e-9, "ge": left < right - 1e-9, "eq": np.abs(left - right) > 1e-9}[
+                check.op
+            ]
             return bad & ~np.isnan(left) & ~np.isnan(right), left, right
         if check.kind == "required_if":
             field = m[:, col[check.left[0]]] if len(check.left) == 1 else left
@@ -43,7 +44,9 @@ def _evaluate(check: Check, m: np.ndarray, col: dict[str, int]) -> tuple[np.ndar
     raise ValueError(f"unknown check kind {check.kind}")
 
 
-def run_checks(definition: Definition, wide: pd.DataFrame, unknown: pd.DataFrame | None = None) -> pd.DataFrame:
+def run_checks(
+    definition: Definition, wide: pd.DataFrame, unknown: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Every cross-check of the definition over the wide frame; one findings frame.
 
     `unknown` (same shape as `wide`, boolean) marks cells whose figure could not be read: a check
@@ -61,9 +64,21 @@ def run_checks(definition: Definition, wide: pd.DataFrame, unknown: pd.DataFrame
         bad &= ~u[:, [col[c] for c in {*check.left, *check.right}]].any(axis=1)
         if not bad.any():
             continue
-        detail = f"từ {format_vn(check.min)} đến {format_vn(check.max)}" if check.kind == "ratio_between" else ""
-        frames.append(pd.DataFrame({"submission": subs[bad], "field": check.at, "value": value[bad],
-                                    "expected": expected[bad], "rule": check.rule, "detail": detail}))
+        detail = (
+            f"từ {format_vn(check.min)} đến {format_vn(check.max)}" if check.kind == "ratio_between" else ""
+        )
+        frames.append(
+            pd.DataFrame(
+                {
+                    "submission": subs[bad],
+                    "field": check.at,
+                    "value": value[bad],
+                    "expected": expected[bad],
+                    "rule": check.rule,
+                    "detail": detail,
+                }
+            )
+        )
     if not frames:
         return pd.DataFrame(columns=FINDING_KEYS)
     return pd.concat(frames, ignore_index=True)

@@ -65,8 +65,9 @@ def _progress(quiet: bool):
             return
         bar = bars.get(stage)
         if bar is None:
-            bar = bars[stage] = tqdm(total=total, desc=labels.get(stage, stage), unit="tệp", leave=False,
-                                     file=sys.stderr)
+            bar = bars[stage] = tqdm(
+                total=total, desc=labels.get(stage, stage), unit="tệp", leave=False, file=sys.stderr
+            )
         bar.update(done - bar.n)
         if done >= total:
             bar.close()
@@ -98,8 +99,10 @@ def cmd_consolidate(args: argparse.Namespace) -> int:
     definition = load_definition(args.definition)
     period = check_period(args.period)
     if not args.inbox.is_dir():
-        print(f"Không tìm thấy thư mục hộp thư «{args.inbox}». Đề nghị lưu các tệp báo cáo vào thư mục đó.",
-              file=sys.stderr)
+        print(
+            f"Không tìm thấy thư mục hộp thư «{args.inbox}». Đề nghị lưu các tệp báo cáo vào thư mục đó.",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     units = load_units(args.units)
     try:
@@ -108,10 +111,17 @@ def cmd_consolidate(args: argparse.Namespace) -> int:
         print(f"Không ghi được vào thư mục kết quả «{args.out}»: {exc.strerror or exc}.", file=sys.stderr)
         return EXIT_OUTPUT
     try:
-        summary = consolidate_inbox(args.inbox, args.out, period, definition, units, strict=args.strict,
-                                    feedback=not args.no_feedback,
-                                    options=Options(period=period, timeout=args.timeout),
-                                    on_progress=_progress(args.quiet))
+        summary = consolidate_inbox(
+            args.inbox,
+            args.out,
+            period,
+            definition,
+            units,
+            strict=args.strict,
+            feedback=not args.no_feedback,
+            options=Options(period=period, timeout=args.timeout),
+            on_progress=_progress(args.quiet),
+        )
     except OutputError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_OUTPUT
@@ -119,8 +129,10 @@ def cmd_consolidate(args: argparse.Namespace) -> int:
         logging.getLogger("tonghop").exception("run failed")
         print(f"Đã xảy ra lỗi ngoài dự kiến; chi tiết được ghi trong {log_path}.", file=sys.stderr)
         return EXIT_OUTPUT
-    print(f"Kỳ báo cáo {definition.period_label(period)}: đã nhận {summary.received}/{summary.expected} đơn vị "
-          f"({summary.files} tệp).")
+    print(
+        f"Kỳ báo cáo {definition.period_label(period)}: đã nhận {summary.received}/{summary.expected} đơn vị "
+        f"({summary.files} tệp)."
+    )
     if summary.missing:
         print(f"Chưa nộp ({len(summary.missing)}): {', '.join(summary.missing)}.")
     print(f"Phát hiện {summary.errors} lỗi và {summary.warnings} cảnh báo.")
@@ -147,7 +159,9 @@ def _print_findings(findings, out=sys.stdout) -> None:
         for r in group.itertuples(index=False):
             tag = "LỖI     " if r.severity == "error" else "CẢNH BÁO"
             where = f"{r.sheet}!{r.cell}" if r.cell else (r.sheet or "(cả tệp)")
-            extra = f"  [giá trị: {show(r.value)}" + (f"; đúng: {show(r.expected)}]" if show(r.expected) else "]")
+            extra = f"  [giá trị: {show(r.value)}" + (
+                f"; đúng: {show(r.expected)}]" if show(r.expected) else "]"
+            )
             print(f"  {tag} {where}: {r.message}" + (extra if show(r.value) else ""), file=out)
 
 
@@ -164,8 +178,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"Không tìm thấy tệp: {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
     period = check_period(args.period) if args.period else None
-    result = check_files(args.files, definition, load_units(args.units),
-                         options=Options(period=period, timeout=args.timeout))
+    result = check_files(
+        args.files, definition, load_units(args.units), options=Options(period=period, timeout=args.timeout)
+    )
     findings = sort_findings(result.findings)
     if args.json:
         json.dump(public(findings), sys.stdout, ensure_ascii=False, indent=1, default=str)

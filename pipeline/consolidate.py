@@ -37,8 +37,9 @@ def choose_submissions(submissions: pd.DataFrame) -> tuple[pd.DataFrame, list[di
     s["superseded"] = ""
     findings = []
     order = s.assign(_d=s["report_date"].fillna(""), _m=s["mtime"].fillna(0.0)).sort_values(
-        ["_d", "_m", "file"], ascending=[False, False, True], kind="stable")
-    for code, group in order[order["unit_code"].astype(bool)].groupby("unit_code", sort=False):
+        ["_d", "_m", "file"], ascending=[False, False, True], kind="stable"
+    )
+    for _code, group in order[order["unit_code"].astype(bool)].groupby("unit_code", sort=False):
         seen: dict[str, str] = {}
         winner = None
         for sub, row in group.iterrows():
@@ -50,7 +51,9 @@ def choose_submissions(submissions: pd.DataFrame) -> tuple[pd.DataFrame, list[di
                 winner = sub
                 s.at[sub, "chosen"] = True
             else:
-                findings.append({"submission": sub, "rule": "file-superseded", "detail": s.at[winner, "file"]})
+                findings.append(
+                    {"submission": sub, "rule": "file-superseded", "detail": s.at[winner, "file"]}
+                )
         others = [f for f in group["file"] if f != s.at[winner, "file"]]
         s.at[winner, "superseded"] = "; ".join(sorted(others))
     return s, findings
@@ -64,8 +67,15 @@ def _weighted(num: pd.DataFrame, field: str, weight: str) -> pd.Series:
     return (v[ok] * w[ok]).groupby(level=0).sum() / w[ok].groupby(level=0).sum()
 
 
-def consolidate(definition: Definition, units: pd.DataFrame, submissions: pd.DataFrame, values: pd.DataFrame,
-                findings: pd.DataFrame, *, strict: bool = False) -> Consolidation:
+def consolidate(
+    definition: Definition,
+    units: pd.DataFrame,
+    submissions: pd.DataFrame,
+    values: pd.DataFrame,
+    findings: pd.DataFrame,
+    *,
+    strict: bool = False,
+) -> Consolidation:
     """Consolidate the chosen submissions per district of `units`.
 
     `submissions` (from choose_submissions) is indexed by submission with unit_code, file, chosen;
@@ -75,15 +85,18 @@ def consolidate(definition: Definition, units: pd.DataFrame, submissions: pd.Dat
     chosen = submissions[submissions["chosen"]]
     errs = findings[findings["severity"] == "error"].groupby("submission").size()
     warns = findings[findings["severity"] == "warning"].groupby("submission").size()
-    chosen = chosen.assign(errors=errs.reindex(chosen.index).fillna(0).astype(int),
-                           warnings=warns.reindex(chosen.index).fillna(0).astype(int))
+    chosen = chosen.assign(
+        errors=errs.reindex(chosen.index).fillna(0).astype(int),
+        warnings=warns.reindex(chosen.index).fillna(0).astype(int),
+    )
     counted = chosen[chosen["errors"] == 0] if strict else chosen
     used = values[values["submission"].isin(counted.index)].copy()
     used = used.join(counted[["unit_code"]], on="submission")
     used = used.join(units.set_index("unit_code")[["district_code"]], on="unit_code")
 
-    num = used[used["value"].notna()].pivot_table(index=["district_code", "unit_code"], columns="field",
-                                                   values="value", aggfunc="first")
+    num = used[used["value"].notna()].pivot_table(
+        index=["district_code", "unit_code"], columns="field", values="value", aggfunc="first"
+    )
     by_district = num.droplevel("unit_code") if not num.empty else num
     rows = []
     for f in definition.fields.values():
@@ -95,22 +108,42 @@ def consolidate(definition: Definition, units: pd.DataFrame, submissions: pd.Dat
             n = by_district[f.id].groupby(level=0).count()
         else:
             continue
-        rows += [{"district_code": d, "field": f.id, "value": val.get(d, np.nan), "units": int(n.get(d, 0))}
-                 for d in n.index]
+        rows += [
+            {"district_code": d, "field": f.id, "value": val.get(d, np.nan), "units": int(n.get(d, 0))}
+            for d in n.index
+        ]
     district = pd.DataFrame(rows, columns=["district_code", "field", "value", "units"])
 
-    ch = used[used["field"].isin([f.id for f in definition.fields.values() if f.method == "count"])
-              & used["text"].notna()]
-    choices = (ch.groupby(["district_code", "field", "text"]).size().rename("count").reset_index()
-               .rename(columns={"text": "choice"}))
+    ch = used[
+        used["field"].isin([f.id for f in definition.fields.values() if f.method == "count"])
+        & used["text"].notna()
+    ]
+    choices = (
+        ch.groupby(["district_code", "field", "text"])
+        .size()
+        .rename("count")
+        .reset_index()
+        .rename(columns={"text": "choice"})
+    )
 
     table = units.copy()
     by_unit = chosen.reset_index().set_index("unit_code")
     table["submission"] = by_unit["submission"].reindex(table["unit_code"]).to_numpy()
     for col in ("file", "errors", "warnings", "superseded", "received"):
         table[col] = by_unit[col].reindex(table["unit_code"]).to_numpy() if col in by_unit else None
-    received = table["submission"].notna()
-    table["status"] = np.where(~received, STATUS_MISSING,
-                               np.where(table["errors"].fillna(0) > 0, STATUS_ERRORS, STATUS_OK))
+    # a unit whose only file could not be read did send something: it has errors, not "missing"
+    unread = findings[
+        findings["submission"].isna() & findings["unit_code"].notna() & (findings["severity"] == "error")
+    ]
+    unread = unread[~unread["unit_code"].isin(chosen["unit_code"])].drop_duplicates("unit_code")
+    unread = unread.set_index("unit_code")
+    late = table["unit_code"].isin(unread.index) & table["submission"].isna()
+    table.loc[late, "file"] = unread["file"].reindex(table.loc[late, "unit_code"]).to_numpy()
+    table.loc[late, "errors"] = 1
+    table.loc[late, "warnings"] = 0
+    received = table["submission"].notna() | late
+    table["status"] = np.where(
+        ~received, STATUS_MISSING, np.where(table["errors"].fillna(0) > 0, STATUS_ERRORS, STATUS_OK)
+    )
     table["counted"] = table["unit_code"].isin(counted["unit_code"])
     return Consolidation(table, district, choices, used)

@@ -150,9 +150,19 @@ class Definition:
         """The fields as a frame indexed by field id (for vectorised joins)."""
         rows = [
             {
-                "field": f.id, "sheet_id": f.sheet, "sheet": self.sheet(f.sheet).name, "label": f.label,
-                "type": f.type, "cell": f.cell, "required": f.required, "min": f.min, "max": f.max,
-                "method": f.method, "weight": f.weight, "is_total": bool(f.total_of), "order": i,
+                "field": f.id,
+                "sheet_id": f.sheet,
+                "sheet": self.sheet(f.sheet).name,
+                "label": f.label,
+                "type": f.type,
+                "cell": f.cell,
+                "required": f.required,
+                "min": f.min,
+                "max": f.max,
+                "method": f.method,
+                "weight": f.weight,
+                "is_total": bool(f.total_of),
+                "order": i,
             }
             for i, f in enumerate(self.fields.values())
         ]
@@ -183,8 +193,21 @@ def _col(letter: str, where: str) -> int:
 
 def _field(spec: dict, where: str, sheet: str, row: int, col: int, choices: dict, **extra) -> Field:
     _need(isinstance(spec, dict), where, "phải là một bảng khóa-giá trị")
-    known = {"id", "label", "type", "unit", "required", "min", "max", "choices", "role", "total_of",
-             "consolidate", "lines", "group"}
+    known = {
+        "id",
+        "label",
+        "type",
+        "unit",
+        "required",
+        "min",
+        "max",
+        "choices",
+        "role",
+        "total_of",
+        "consolidate",
+        "lines",
+        "group",
+    }
     unknown = set(spec) - known
     _need(not unknown, where, f"khóa không biết: {sorted(unknown)}")
     fid = extra.pop("fid", spec.get("id"))
@@ -195,12 +218,21 @@ def _field(spec: dict, where: str, sheet: str, row: int, col: int, choices: dict
     cons = spec.get("consolidate", "none")
     if isinstance(cons, str):
         cons = {"method": cons}
-    _need(isinstance(cons, dict) and cons.get("method") in METHODS, where,
-          f"{fid}: 'consolidate' phải là một trong {sorted(METHODS)}")
-    _need(cons["method"] != "weighted_mean" or bool(cons.get("weight")), where,
-          f"{fid}: weighted_mean cần 'weight'")
-    _need(cons["method"] not in {"sum", "weighted_mean"} or ftype in NUMERIC, where,
-          f"{fid}: chỉ cộng được trường số")
+    _need(
+        isinstance(cons, dict) and cons.get("method") in METHODS,
+        where,
+        f"{fid}: 'consolidate' phải là một trong {sorted(METHODS)}",
+    )
+    _need(
+        cons["method"] != "weighted_mean" or bool(cons.get("weight")),
+        where,
+        f"{fid}: weighted_mean cần 'weight'",
+    )
+    _need(
+        cons["method"] not in {"sum", "weighted_mean"} or ftype in NUMERIC,
+        where,
+        f"{fid}: chỉ cộng được trường số",
+    )
     ch = spec.get("choices")
     if ftype == "choice":
         _need(ch in choices, where, f"{fid}: danh sách lựa chọn {ch!r} không có trong 'choices'")
@@ -216,11 +248,23 @@ def _field(spec: dict, where: str, sheet: str, row: int, col: int, choices: dict
     if isinstance(tot, str):
         tot = (tot,)
     return Field(
-        id=fid, sheet=sheet, label=spec["label"].strip(), type=ftype, row=row, col=col,
-        unit=str(spec.get("unit", "")), required=bool(spec.get("required", False)),
-        min=lo, max=hi, choices=tuple(choices.get(ch, ())) if ftype == "choice" else (),
-        role=role, total_of=tuple(tot), method=cons["method"], weight=cons.get("weight", ""),
-        lines=_lines(spec.get("lines", 1), where, fid), **extra,
+        id=fid,
+        sheet=sheet,
+        label=spec["label"].strip(),
+        type=ftype,
+        row=row,
+        col=col,
+        unit=str(spec.get("unit", "")),
+        required=bool(spec.get("required", False)),
+        min=lo,
+        max=hi,
+        choices=tuple(choices.get(ch, ())) if ftype == "choice" else (),
+        role=role,
+        total_of=tuple(tot),
+        method=cons["method"],
+        weight=cons.get("weight", ""),
+        lines=_lines(spec.get("lines", 1), where, fid),
+        **extra,
     )
 
 
@@ -263,21 +307,40 @@ def _checks(specs: list, fields: dict[str, Field], table_rows: list[str], rules:
             if "*." in at:
                 at = left[0]
             _need(at in fields, where, f"{rule}: ô ghi lỗi {at!r} không có trong định nghĩa")
-            out.append(Check(rule=rule, kind=kind, left=left, right=right, op=op, at=at,
-                             blank_only=bool(spec.get("blank_only", False)),
-                             min=spec.get("min"), max=spec.get("max")))
+            out.append(
+                Check(
+                    rule=rule,
+                    kind=kind,
+                    left=left,
+                    right=right,
+                    op=op,
+                    at=at,
+                    blank_only=bool(spec.get("blank_only", False)),
+                    min=spec.get("min"),
+                    max=spec.get("max"),
+                )
+            )
     return tuple(out)
 
 
 def _rules(raw: dict, where: str) -> dict[str, Rule]:
     out = {}
     for rid, spec in (raw or {}).items():
-        _need(isinstance(rid, str) and re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", rid) is not None,
-              where, f"mã quy tắc {rid!r} phải là chữ thường nối bằng gạch ngang")
-        _need(isinstance(spec, dict) and spec.get("severity") in SEVERITIES, where,
-              f"{rid}: 'severity' phải là error hoặc warning")
-        _need(isinstance(spec.get("message"), str) and "." in spec["message"], where,
-              f"{rid}: thiếu câu thông báo 'message'")
+        _need(
+            isinstance(rid, str) and re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", rid) is not None,
+            where,
+            f"mã quy tắc {rid!r} phải là chữ thường nối bằng gạch ngang",
+        )
+        _need(
+            isinstance(spec, dict) and spec.get("severity") in SEVERITIES,
+            where,
+            f"{rid}: 'severity' phải là error hoặc warning",
+        )
+        _need(
+            isinstance(spec.get("message"), str) and "." in spec["message"],
+            where,
+            f"{rid}: thiếu câu thông báo 'message'",
+        )
         out[rid] = Rule(rid, spec["severity"], spec["message"].strip())
     return out
 
@@ -313,10 +376,17 @@ def build_definition(raw: dict, path: Path = DEFAULT_DEFINITION) -> Definition:
     for si, s in enumerate(raw["sheets"]):
         where = f"{name}: sheets[{si}]"
         _need(isinstance(s, dict) and _ID.match(str(s.get("id", ""))) is not None, where, "thiếu 'id' hợp lệ")
-        _need(bool(s.get("name")) and len(s["name"]) <= 31, f"{where} ({s['id']})", "tên trang thiếu hoặc dài quá 31 ký tự")
+        _need(
+            bool(s.get("name")) and len(s["name"]) <= 31,
+            f"{where} ({s['id']})",
+            "tên trang thiếu hoặc dài quá 31 ký tự",
+        )
         _need(s["name"] not in seen_sheets, where, f"tên trang {s['name']!r} bị trùng")
-        _need(s["name"] not in RESERVED_SHEETS and not _BAD_SHEET_CHARS.search(s["name"]), where,
-              f"tên trang {s['name']!r} trùng tên dành riêng hoặc có ký tự Excel không cho phép")
+        _need(
+            s["name"] not in RESERVED_SHEETS and not _BAD_SHEET_CHARS.search(s["name"]),
+            where,
+            f"tên trang {s['name']!r} trùng tên dành riêng hoặc có ký tự Excel không cho phép",
+        )
         seen_sheets.add(s["name"])
         ids: list[str] = []
         if "table" in s:
@@ -325,7 +395,11 @@ def build_definition(raw: dict, path: Path = DEFAULT_DEFINITION) -> Definition:
             _need(bool(cols) and bool(rows), f"{where}.table", "bảng cần 'columns' và 'rows'")
             first_col = _col(table["first_value_col"], f"{name}: layout.table")
             for ri, r in enumerate(rows):
-                _need(_ID.match(str(r.get("id", ""))) is not None, f"{where}.table.rows[{ri}]", "thiếu 'id' hợp lệ")
+                _need(
+                    _ID.match(str(r.get("id", ""))) is not None,
+                    f"{where}.table.rows[{ri}]",
+                    "thiếu 'id' hợp lệ",
+                )
                 for ci, c in enumerate(cols):
                     cw = f"{where}.table.columns[{ci}]"
                     _need(_ID.match(str(c.get("id", ""))) is not None, cw, "thiếu 'id' hợp lệ")
@@ -338,20 +412,38 @@ def build_definition(raw: dict, path: Path = DEFAULT_DEFINITION) -> Definition:
                         tot = [f"{o}.{c['id']}" for o in tot]
                     col_label = f"{c['group']}: {c['label']}" if c.get("group") else c.get("label", "")
                     spec = {k: v for k, v in c.items() if k not in ("id", "group")} | {
-                        "total_of": tot or (), "label": f"{r.get('label', '')} – {col_label}"}
-                    f = _field(spec, cw, s["id"], table["first_row"] + ri, first_col + ci, choices,
-                               fid=fid, table_row=r["id"], table_col=c["id"])
+                        "total_of": tot or (),
+                        "label": f"{r.get('label', '')} – {col_label}",
+                    }
+                    f = _field(
+                        spec,
+                        cw,
+                        s["id"],
+                        table["first_row"] + ri,
+                        first_col + ci,
+                        choices,
+                        fid=fid,
+                        table_row=r["id"],
+                        table_col=c["id"],
+                    )
                     ids.append(fid)
                     fields[fid] = f
                 if not r.get("total_of"):
                     table_rows.append(r["id"])
-            sheets.append(Sheet(
-                s["id"], s["name"], s.get("title", ""), "table", tuple(ids),
-                rows=tuple((r["id"], r["label"]) for r in rows),
-                columns=tuple((c["id"], c["label"], c.get("group", "")) for c in cols),
-                number_label=t.get("number_label", "TT"), table_label=t.get("label", ""),
-                signature=bool(s.get("signature")),
-            ))
+            sheets.append(
+                Sheet(
+                    s["id"],
+                    s["name"],
+                    s.get("title", ""),
+                    "table",
+                    tuple(ids),
+                    rows=tuple((r["id"], r["label"]) for r in rows),
+                    columns=tuple((c["id"], c["label"], c.get("group", "")) for c in cols),
+                    number_label=t.get("number_label", "TT"),
+                    table_label=t.get("label", ""),
+                    signature=bool(s.get("signature")),
+                )
+            )
         else:
             vcol = _col(form["value_col"], f"{name}: layout.form")
             for fi, spec in enumerate(s.get("fields") or []):
@@ -362,8 +454,16 @@ def build_definition(raw: dict, path: Path = DEFAULT_DEFINITION) -> Definition:
                 ids.append(f.id)
                 fields[f.id] = f
             _need(bool(ids), where, "trang không có trường nào")
-            sheets.append(Sheet(s["id"], s["name"], s.get("title", ""), "form", tuple(ids),
-                                signature=bool(s.get("signature"))))
+            sheets.append(
+                Sheet(
+                    s["id"],
+                    s["name"],
+                    s.get("title", ""),
+                    "form",
+                    tuple(ids),
+                    signature=bool(s.get("signature")),
+                )
+            )
     for f in fields.values():
         for part in f.total_of:
             _need(part in fields, f"{name}: {f.id}", f"total_of: trường {part!r} không tồn tại")
@@ -379,9 +479,19 @@ def build_definition(raw: dict, path: Path = DEFAULT_DEFINITION) -> Definition:
     _need("total-mismatch" in rules, f"{name}: rules", "thiếu quy tắc 'total-mismatch'")
     checks = _checks(raw.get("checks"), fields, table_rows, rules)
     return Definition(
-        id=str(raw["id"]), version=int(raw["version"]), title=raw["title"],
-        organisation=raw.get("organisation", ""), recipient=raw.get("recipient", ""),
-        signature=tuple(raw.get("signature") or ()), periods=dict(raw["periods"]), choices=choices,
-        instructions=tuple(raw.get("instructions") or ()), layout=lay, sheets=tuple(sheets),
-        fields=fields, checks=checks, rules=rules, path=path,
+        id=str(raw["id"]),
+        version=int(raw["version"]),
+        title=raw["title"],
+        organisation=raw.get("organisation", ""),
+        recipient=raw.get("recipient", ""),
+        signature=tuple(raw.get("signature") or ()),
+        periods=dict(raw["periods"]),
+        choices=choices,
+        instructions=tuple(raw.get("instructions") or ()),
+        layout=lay,
+        sheets=tuple(sheets),
+        fields=fields,
+        checks=checks,
+        rules=rules,
+        path=path,
     )

@@ -12,8 +12,19 @@ from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
-FINDING_COLUMNS = ["file", "unit_code", "unit_name", "sheet", "cell", "field", "value", "rule",
-                   "severity", "message", "expected"]
+FINDING_COLUMNS = [
+    "file",
+    "unit_code",
+    "unit_name",
+    "sheet",
+    "cell",
+    "field",
+    "value",
+    "rule",
+    "severity",
+    "message",
+    "expected",
+]
 INTERNAL_COLUMNS = ["submission", "label", "detail", "suggestions"]
 ALL_COLUMNS = FINDING_COLUMNS + INTERNAL_COLUMNS
 SEVERITY_ORDER = {"error": 0, "warning": 1}
@@ -59,8 +70,10 @@ def make_findings(records: Iterable[Mapping[str, object]] | pd.DataFrame, rules:
     if df.empty:
         return df[ALL_COLUMNS].astype(object)
     df["severity"] = [rules[r].severity for r in df["rule"]]
-    df["message"] = [render_message(rules[r].message, row)
-                     for r, row in zip(df["rule"], df.to_dict("records"), strict=True)]
+    df["message"] = [
+        render_message(rules[r].message, row)
+        for r, row in zip(df["rule"], df.to_dict("records"), strict=True)
+    ]
     return df[ALL_COLUMNS].astype(object).reset_index(drop=True)
 
 
@@ -73,9 +86,12 @@ def sort_findings(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return df
     key = df["severity"].map(SEVERITY_ORDER).fillna(9)
-    return (df.assign(_k=key).sort_values(["_k", "unit_code", "file", "sheet", "cell", "rule"],
-                                          kind="stable", na_position="first")
-            .drop(columns="_k").reset_index(drop=True))
+    return (
+        df.assign(_k=key)
+        .sort_values(["_k", "unit_code", "file", "sheet", "cell", "rule"], kind="stable", na_position="first")
+        .drop(columns="_k")
+        .reset_index(drop=True)
+    )
 
 
 def public(df: pd.DataFrame) -> list[dict]:

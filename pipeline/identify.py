@@ -11,8 +11,16 @@ import pandas as pd
 from pipeline.definition import Definition
 from pipeline.text import nfc, unit_key
 
-SUBMISSION_UNIT_COLUMNS = ["unit_code", "unit_name", "full_name", "district_code", "district_name",
-                           "province_code", "province_name", "slug"]
+SUBMISSION_UNIT_COLUMNS = [
+    "unit_code",
+    "unit_name",
+    "full_name",
+    "district_code",
+    "district_name",
+    "province_code",
+    "province_name",
+    "slug",
+]
 
 
 def _clean(v: object) -> str:
@@ -23,8 +31,13 @@ def _clean(v: object) -> str:
     return nfc(str(v))
 
 
-def identify(definition: Definition, units: pd.DataFrame, metas: dict[int, dict], values: pd.DataFrame,
-             period: str | None) -> tuple[pd.DataFrame, list[dict]]:
+def identify(
+    definition: Definition,
+    units: pd.DataFrame,
+    metas: dict[int, dict],
+    values: pd.DataFrame,
+    period: str | None,
+) -> tuple[pd.DataFrame, list[dict]]:
     """Match each submission to a unit of the list and check template version and period.
 
     `metas`: submission → hidden-sheet metadata; `values`: the parsed long frame. Returns
@@ -48,26 +61,50 @@ def identify(definition: Definition, units: pd.DataFrame, metas: dict[int, dict]
         code = code or _clean(meta.get("unit_code"))
         version = _clean(meta.get("template_version"))
         if version and version != str(definition.version):
-            findings.append({"submission": sub, "field": "", "cell": "", "rule": "template-version",
-                             "value": f"{definition.id} v{version}", "expected": definition.template_key})
+            findings.append(
+                {
+                    "submission": sub,
+                    "field": "",
+                    "cell": "",
+                    "rule": "template-version",
+                    "value": f"{definition.id} v{version}",
+                    "expected": definition.template_key,
+                }
+            )
         unit = None
         if code and code.zfill(5) in by_code.index:
             unit = by_code.loc[code.zfill(5)]
             code = code.zfill(5)
         elif name and unit_key(name) in by_key.index:
             unit = by_key.loc[unit_key(name)]
-            code = unit["unit_code"] if "unit_code" in unit else unit.name
+            code = unit.get("unit_code", unit.name)
         elif code or name:
-            findings.append({"submission": sub, "field": f_code.id if code else f_name.id,
-                             "cell": code_cell if code else name_cell, "rule": "unit-unknown",
-                             "value": code or name})
+            findings.append(
+                {
+                    "submission": sub,
+                    "field": f_code.id if code else f_name.id,
+                    "cell": code_cell if code else name_cell,
+                    "rule": "unit-unknown",
+                    "value": code or name,
+                }
+            )
         else:
-            findings.append({"submission": sub, "field": f_name.id, "cell": name_cell, "rule": "unit-missing"})
+            findings.append(
+                {"submission": sub, "field": f_name.id, "cell": name_cell, "rule": "unit-missing"}
+            )
         got_period, period_cell = cell(sub, f_period.id)
         got_period = got_period or _clean(meta.get("period"))
         if period and got_period != period:
-            findings.append({"submission": sub, "field": f_period.id, "cell": period_cell,
-                             "rule": "period-mismatch", "value": got_period, "expected": period})
+            findings.append(
+                {
+                    "submission": sub,
+                    "field": f_period.id,
+                    "cell": period_cell,
+                    "rule": "period-mismatch",
+                    "value": got_period,
+                    "expected": period,
+                }
+            )
         row = {"submission": sub, "period": got_period}
         if unit is not None:
             u = unit.to_dict()
@@ -77,5 +114,7 @@ def identify(definition: Definition, units: pd.DataFrame, metas: dict[int, dict]
             row |= {c: "" for c in SUBMISSION_UNIT_COLUMNS}
             row["unit_name"] = name or code
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=["submission", "period", *SUBMISSION_UNIT_COLUMNS]).set_index("submission")
+    frame = pd.DataFrame(rows, columns=["submission", "period", *SUBMISSION_UNIT_COLUMNS]).set_index(
+        "submission"
+    )
     return frame, findings

@@ -51,8 +51,10 @@ class Summary:
 
 def discover(inbox: Path) -> tuple[list[Path], list[Path]]:
     """Every file under `inbox` (subfolders too), sorted: (workbook-like files, other files)."""
-    files = sorted((p for p in inbox.rglob("*") if p.is_file() and not p.name.startswith((".~lock", "~$"))),
-                   key=lambda p: str(p.relative_to(inbox)))
+    files = sorted(
+        (p for p in inbox.rglob("*") if p.is_file() and not p.name.startswith((".~lock", "~$"))),
+        key=lambda p: str(p.relative_to(inbox)),
+    )
     books = [p for p in files if p.suffix.lower() in WORKBOOK_SUFFIXES]
     others = [p for p in files if p.suffix.lower() not in WORKBOOK_SUFFIXES]
     return books, others
@@ -75,9 +77,16 @@ def _feedback_values(values: pd.DataFrame) -> dict[int, dict[str, object]]:
     return out
 
 
-def write_feedback(definition: Definition, out_dir: Path, period: str, units: pd.DataFrame,
-                   chosen: pd.DataFrame, values: pd.DataFrame, findings: pd.DataFrame,
-                   on_progress: Callable | None = None) -> dict[str, str]:
+def write_feedback(
+    definition: Definition,
+    out_dir: Path,
+    period: str,
+    units: pd.DataFrame,
+    chosen: pd.DataFrame,
+    values: pd.DataFrame,
+    findings: pd.DataFrame,
+    on_progress: Callable | None = None,
+) -> dict[str, str]:
     """One feedback workbook per chosen submission with a known unit. Returns unit_code → relative path."""
     from pipeline.template import Mark, render_workbook
 
@@ -97,17 +106,33 @@ def write_feedback(definition: Definition, out_dir: Path, period: str, units: pd
                 marks[r.field] = Mark(r.severity, text)
             else:
                 marks[r.field] = Mark(old.severity, f"{old.comment}\n{r.message}")
-        render_workbook(definition, out_dir / rel, period=period, unit=unit.to_dict() | {"unit_code": row["unit_code"]},
-                        values=shown.get(sub, {}), marks=marks, findings=mine)
+        render_workbook(
+            definition,
+            out_dir / rel,
+            period=period,
+            unit=unit.to_dict() | {"unit_code": row["unit_code"]},
+            values=shown.get(sub, {}),
+            marks=marks,
+            findings=mine,
+        )
         links[row["unit_code"]] = rel
         if on_progress:
             on_progress("feedback", n, len(subs))
     return links
 
 
-def consolidate_inbox(inbox: Path, out: Path, period: str, definition: Definition, units: pd.DataFrame, *,
-                      strict: bool = False, feedback: bool = True, options: Options | None = None,
-                      on_progress: Callable[[str, int, int], None] | None = None) -> Summary:
+def consolidate_inbox(
+    inbox: Path,
+    out: Path,
+    period: str,
+    definition: Definition,
+    units: pd.DataFrame,
+    *,
+    strict: bool = False,
+    feedback: bool = True,
+    options: Options | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> Summary:
     """Run the whole job; raises OutputError when the output folder cannot be written."""
     t = {"start": time.perf_counter()}
     out_dir = (out / period).resolve()
@@ -116,12 +141,24 @@ def consolidate_inbox(inbox: Path, out: Path, period: str, definition: Definitio
         lock = FileLock(str(out_dir / ".tonghop.lock"), timeout=0)
         lock.acquire()
     except Timeout:
-        raise OutputError(f"Một lần chạy khác đang ghi vào thư mục {out_dir}. Đề nghị chờ lần chạy đó xong.") from None
+        raise OutputError(
+            f"Một lần chạy khác đang ghi vào thư mục {out_dir}. Đề nghị chờ lần chạy đó xong."
+        ) from None
     except OSError as exc:
         raise OutputError(f"Không ghi được vào thư mục {out_dir}: {exc.strerror or exc}.") from None
     try:
-        return _run(inbox, out_dir, period, definition, units, strict, feedback, options or Options(period=period),
-                    on_progress, t)
+        return _run(
+            inbox,
+            out_dir,
+            period,
+            definition,
+            units,
+            strict,
+            feedback,
+            options or Options(period=period),
+            on_progress,
+            t,
+        )
     except OSError as exc:
         raise OutputError(f"Không ghi được kết quả vào thư mục {out_dir}: {exc.strerror or exc}.") from None
     finally:
@@ -134,8 +171,14 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
     books, others = discover(inbox)
     names = [str(p.relative_to(inbox)) for p in books]
     t["discover"] = time.perf_counter()
-    result = check_files(books, definition, units, names=names, options=options,
-                         on_progress=(lambda d, n: on_progress("read", d, n)) if on_progress else None)
+    result = check_files(
+        books,
+        definition,
+        units,
+        names=names,
+        options=options,
+        on_progress=(lambda d, n: on_progress("read", d, n)) if on_progress else None,
+    )
     t["read+validate"] = time.perf_counter()
 
     subs = result.submissions.copy()
@@ -155,28 +198,39 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
     t["consolidate"] = time.perf_counter()
 
     chosen = subs[subs["chosen"]]
-    links = write_feedback(definition, out_dir, period, units, chosen, result.values, findings,
-                           on_progress) if feedback else {}
+    links = (
+        write_feedback(definition, out_dir, period, units, chosen, result.values, findings, on_progress)
+        if feedback
+        else {}
+    )
     t["feedback"] = time.perf_counter()
     vt = values_table(cons.used, subs, definition, period)
     write_csv(vt[VALUES_COLUMNS], out_dir / "values.csv")
     write_csv(findings_table(findings), out_dir / "findings.csv")
     run_date = dt.date.today().strftime("%d/%m/%Y")
     district_files = []
-    num = cons.used[cons.used["value"].notna()].pivot_table(index="unit_code", columns="field", values="value",
-                                                             aggfunc="first")
+    num = cons.used[cons.used["value"].notna()].pivot_table(
+        index="unit_code", columns="field", values="value", aggfunc="first"
+    )
     meta = definition.frame
     for dcode, dunits in cons.units.groupby("district_code", sort=True):
         first = dunits.iloc[0]
         codes = set(dunits["unit_code"])
-        dfind = findings[findings["unit_code"].isin(codes) | findings["unit_code"].isna()
-                         | (findings["unit_code"] == "")]
+        dfind = findings[
+            findings["unit_code"].isin(codes) | findings["unit_code"].isna() | (findings["unit_code"] == "")
+        ]
         path = out_dir / f"{slug(first['district_name'])}.xlsx"
         write_district_workbook(
-            path, definition,
-            district={"district_code": dcode, "district_name": first["district_name"],
-                      "province_name": first["province_name"]},
-            period=period, run_date=run_date, units=dunits,
+            path,
+            definition,
+            district={
+                "district_code": dcode,
+                "district_name": first["district_name"],
+                "province_name": first["province_name"],
+            },
+            period=period,
+            run_date=run_date,
+            units=dunits,
             figures=num[num.index.isin(codes)],
             district_values=cons.district[cons.district["district_code"] == dcode],
             choices=cons.choices[cons.choices["district_code"] == dcode],
@@ -186,23 +240,53 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
         )
         district_files.append(path)
     t["write"] = time.perf_counter()
-    stages = {"discover": t["discover"] - t["start"], **result.timings,
-              "consolidate": t["consolidate"] - t["read+validate"],
-              "feedback": t["feedback"] - t["consolidate"], "write": t["write"] - t["feedback"]}
+    stages = {
+        "discover": t["discover"] - t["start"],
+        **result.timings,
+        "consolidate": t["consolidate"] - t["read+validate"],
+        "feedback": t["feedback"] - t["consolidate"],
+        "write": t["write"] - t["feedback"],
+    }
     n_err = int((findings["severity"] == "error").sum())
     n_warn = int((findings["severity"] == "warning").sum())
     received = int((cons.units["status"] != "Chưa nộp").sum())
-    write_manifest(out_dir / "manifest.json", {
-        "tool": "tonghop", "version": __version__, "definition": definition.template_key, "period": period,
-        "inputs": [{"file": n, "sha256": s} for n, s in zip(subs["file"], subs["sha256"], strict=True)]
-        + [{"file": str(p.relative_to(inbox)), "sha256": _sha256(p)} for p in books if
-           str(p.relative_to(inbox)) not in set(subs["file"])],
-        "skipped": [str(p.relative_to(inbox)) for p in others],
-        "counts": {"files": len(books), "units_expected": len(cons.units), "units_received": received,
-                   "errors": n_err, "warnings": n_warn, "feedback_workbooks": len(links)},
-        "outputs": [p.name for p in district_files] + ["values.csv", "findings.csv"],
-        "timings": {k: round(v, 3) for k, v in stages.items()},
-    })
+    write_manifest(
+        out_dir / "manifest.json",
+        {
+            "tool": "tonghop",
+            "version": __version__,
+            "definition": definition.template_key,
+            "period": period,
+            "inputs": [{"file": n, "sha256": s} for n, s in zip(subs["file"], subs["sha256"], strict=True)]
+            + [
+                {"file": str(p.relative_to(inbox)), "sha256": _sha256(p)}
+                for p in books
+                if str(p.relative_to(inbox)) not in set(subs["file"])
+            ],
+            "skipped": [str(p.relative_to(inbox)) for p in others],
+            "counts": {
+                "files": len(books),
+                "units_expected": len(cons.units),
+                "units_received": received,
+                "errors": n_err,
+                "warnings": n_warn,
+                "feedback_workbooks": len(links),
+            },
+            "outputs": [p.name for p in district_files] + ["values.csv", "findings.csv"],
+            "timings": {k: round(v, 3) for k, v in stages.items()},
+        },
+    )
     missing = cons.units.loc[cons.units["status"] == "Chưa nộp", "full_name"].tolist()
-    return Summary(out_dir, received, len(cons.units), n_err, n_warn, len(books),
-                   [str(p.relative_to(inbox)) for p in others], district_files, len(links), stages, missing)
+    return Summary(
+        out_dir,
+        received,
+        len(cons.units),
+        n_err,
+        n_warn,
+        len(books),
+        [str(p.relative_to(inbox)) for p in others],
+        district_files,
+        len(links),
+        stages,
+        missing,
+    )

@@ -10,7 +10,18 @@ import pandas as pd
 from pipeline.atomic import atomic_path, write_text
 from pipeline.findings import FINDING_COLUMNS
 
-VALUES_COLUMNS = ["period", "district", "unit_code", "unit_name", "sheet", "field", "value", "raw", "file", "cell"]
+VALUES_COLUMNS = [
+    "period",
+    "district",
+    "unit_code",
+    "unit_name",
+    "sheet",
+    "field",
+    "value",
+    "raw",
+    "file",
+    "cell",
+]
 _RISKY = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
@@ -36,14 +47,24 @@ def values_table(values: pd.DataFrame, submissions: pd.DataFrame, definition, pe
     text the ward typed."""
     meta = definition.frame
     v = values.join(submissions[["unit_code", "unit_name", "district_name", "file"]], on="submission")
-    raw = v["raw"].map(lambda x: "" if x is None else (str(int(x)) if isinstance(x, float) and x.is_integer()
-                                                        else str(x)))
+    raw = v["raw"].map(
+        lambda x: "" if x is None else (str(int(x)) if isinstance(x, float) and x.is_integer() else str(x))
+    )
     value = v["value"].astype(object).where(v["value"].notna(), v["text"])
-    out = pd.DataFrame({
-        "period": period, "district": v["district_name"], "unit_code": v["unit_code"],
-        "unit_name": v["unit_name"], "sheet": v["field"].map(meta["sheet"]), "field": v["field"],
-        "value": value, "raw": raw, "file": v["file"], "cell": v["cell"],
-    })
+    out = pd.DataFrame(
+        {
+            "period": period,
+            "district": v["district_name"],
+            "unit_code": v["unit_code"],
+            "unit_name": v["unit_name"],
+            "sheet": v["field"].map(meta["sheet"]),
+            "field": v["field"],
+            "value": value,
+            "raw": raw,
+            "file": v["file"],
+            "cell": v["cell"],
+        }
+    )
     order = v["field"].map(meta["order"])
     return out.assign(_o=order).sort_values(["unit_code", "file", "_o"], kind="stable").drop(columns="_o")
 

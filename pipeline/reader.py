@@ -70,14 +70,25 @@ def make_spec(definition: Definition) -> ReadSpec:
         fs = [definition.fields[f] for f in s.fields]
         if s.kind == "form":
             entries = tuple((f.id, f.label, f.row, f.col) for f in fs)
-            sheets.append(SheetSpec(s.name, "form", entries, ci(lay["form"]["label_col"]),
-                                    ci(lay["form"]["id_col"]), value_header="Số liệu"))
+            sheets.append(
+                SheetSpec(
+                    s.name,
+                    "form",
+                    entries,
+                    ci(lay["form"]["label_col"]),
+                    ci(lay["form"]["id_col"]),
+                    value_header="Số liệu",
+                )
+            )
         else:
             rows, cols = dict(s.rows), {c[0]: c[1] for c in s.columns}
-            entries = tuple((f.id, f.table_row, rows[f.table_row], f.table_col, cols[f.table_col], f.row, f.col)
-                            for f in fs)
-            sheets.append(SheetSpec(s.name, "table", entries, ci(lay["table"]["label_col"]),
-                                    ci(lay["table"]["id_col"])))
+            entries = tuple(
+                (f.id, f.table_row, rows[f.table_row], f.table_col, cols[f.table_col], f.row, f.col)
+                for f in fs
+            )
+            sheets.append(
+                SheetSpec(s.name, "table", entries, ci(lay["table"]["label_col"]), ci(lay["table"]["id_col"]))
+            )
     percent = frozenset(f.id for f in definition.fields.values() if f.type == "percent")
     return ReadSpec(definition.id, tuple(sheets), percent)
 
@@ -146,7 +157,9 @@ def _table_cells(spec: SheetSpec, grid: list[list], out: RawSubmission, sheet: s
         for _, rid, rlabel, _, _, row, _ in spec.fields
     )
     if ok:
-        out.cells.extend((fid, _cell(grid, row, col), a1(row, col), False) for fid, *_, row, col in spec.fields)
+        out.cells.extend(
+            (fid, _cell(grid, row, col), a1(row, col), False) for fid, *_, row, col in spec.fields
+        )
         return
     index = _index_text(grid)
     # rows: by hidden row id, else by folded label (the last hit, so a title line never wins)
@@ -160,13 +173,12 @@ def _table_cells(spec: SheetSpec, grid: list[list], out: RawSubmission, sheet: s
     # columns: by header label, searching above the first data row
     first_row = min(row_of.values(), default=0)
     col_of: dict[str, int] = {}
-    for _, _, _, cid, clabel, _, col in spec.fields:
+    for _, _, _, cid, clabel, _, _ in spec.fields:
         if cid in col_of:
             continue
         hits = [h for h in index.get(_fold(clabel), []) if h[0] < first_row]
         col_of[cid] = hits[-1][1] if hits else None  # type: ignore[assignment]
-    # data rows may be matched while the header moved with them: fall back to the label column shift
-    for fid, rid, _, cid, _, row, col in spec.fields:
+    for fid, rid, _, cid, *_ in spec.fields:
         r, c = row_of.get(rid), col_of.get(cid)
         if r is None or c is None:
             out.problems.append(("field-missing", sheet, "", fid))
@@ -192,8 +204,11 @@ _PCT_STYLE = re.compile(rb'<c r="([A-Z]+[0-9]+)"[^>]*?\bs="(\d+)"')
 def _percent_styles(zf: zipfile.ZipFile) -> set[int]:
     """Indexes of cell formats (cellXfs) whose number format shows a percentage."""
     styles = zf.read("xl/styles.xml").decode("utf-8", "replace")
-    custom = {int(i) for i, code in re.findall(r'<numFmt numFmtId="(\d+)" formatCode="([^"]*)"', styles)
-              if "%" in code}
+    custom = {
+        int(i)
+        for i, code in re.findall(r'<numFmt numFmtId="(\d+)" formatCode="([^"]*)"', styles)
+        if "%" in code
+    }
     xfs = re.search(r"<cellXfs[^>]*>(.*?)</cellXfs>", styles, re.S)
     out = set()
     for i, xf in enumerate(re.findall(r"<xf [^>]*?/?>", xfs.group(1) if xfs else "")):
@@ -221,11 +236,15 @@ def _xlsx_sheet_members(zf: zipfile.ZipFile) -> dict[str, str]:
     return out
 
 
-def _mark_percent_formats(path: str, wb_sheets: list[str], out: RawSubmission, spec: ReadSpec,
-                          sheet_of: dict[str, str]) -> None:
+def _mark_percent_formats(
+    path: str, wb_sheets: list[str], out: RawSubmission, spec: ReadSpec, sheet_of: dict[str, str]
+) -> None:
     """Flag percent fields holding a fraction whose cell shows a percent format (xlsx: styles; ods: type)."""
-    todo = [i for i, (fid, raw, _, _) in enumerate(out.cells)
-            if fid in spec.percent_fields and isinstance(raw, (int, float)) and 0 < raw <= 1]
+    todo = [
+        i
+        for i, (fid, raw, _, _) in enumerate(out.cells)
+        if fid in spec.percent_fields and isinstance(raw, (int, float)) and 0 < raw <= 1
+    ]
     if not todo:
         return
     try:
@@ -258,9 +277,11 @@ def _ods_percent_cells(content: bytes, sheets: list[str]) -> set[tuple[str, str]
     """(sheet, A1) of every OpenDocument cell typed as a percentage (repeats expanded, bounded)."""
     from defusedxml.ElementTree import fromstring
 
-    ns = {"table": "urn:oasis:names:tc:opendocument:xmlns:table:1.0",
-          "office": "urn:oasis:names:tc:opendocument:xmlns:office:1.0"}
-    t, o = "{%s}" % ns["table"], "{%s}" % ns["office"]
+    ns = {
+        "table": "urn:oasis:names:tc:opendocument:xmlns:table:1.0",
+        "office": "urn:oasis:names:tc:opendocument:xmlns:office:1.0",
+    }
+    t, o = f"{{{ns['table']}}}", f"{{{ns['office']}}}"
     out = set()
     root = fromstring(content)
     for table in root.iter(f"{t}table"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from pipeline.guard import Limits, inspect_file
 from pipeline.identify import SUBMISSION_UNIT_COLUMNS, identify
 from pipeline.isolation import Failure, map_inline, map_isolated
 from pipeline.reader import RawSubmission, make_spec, read_workbook
+from pipeline.text import fold
 from pipeline.validate import CELL_COLUMNS, validate
 
 log = logging.getLogger("tonghop")
@@ -58,15 +60,24 @@ def _read_all(paths: Sequence[Path], spec, options: Options, on_progress) -> tup
         if verdict.readable:
             readable.append((i, path))
     reader = functools.partial(read_workbook, spec=spec)
-    mapper = (functools.partial(map_isolated, timeout=options.timeout, memory_mb=options.memory_mb)
-              if options.isolate and len(readable) > 0 else map_inline)
+    mapper = (
+        functools.partial(map_isolated, timeout=options.timeout, memory_mb=options.memory_mb)
+        if options.isolate and len(readable) > 0
+        else map_inline
+    )
     raws = []
     for n, (path, result) in enumerate(mapper(reader, [p for _, p in readable]), 1):
         i = readable[n - 1][0]
         if isinstance(result, Failure):
             log.warning("reading %s failed: %s %s", path, result.rule, result.detail)
-            problems.append({"file_index": i, "rule": result.rule, "detail": result.detail,
-                             "limit": f"{options.timeout:g}"})
+            problems.append(
+                {
+                    "file_index": i,
+                    "rule": result.rule,
+                    "detail": result.detail,
+                    "limit": f"{options.timeout:g}",
+                }
+            )
         else:
             raws.append((i, result))
         if on_progress:
@@ -79,9 +90,15 @@ def _cells_frame(raws: list[tuple[int, RawSubmission]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=CELL_COLUMNS)
 
 
-def check_files(paths: Sequence[Path], definition: Definition, units: pd.DataFrame, *,
-                names: Sequence[str] | None = None, options: Options | None = None,
-                on_progress: Callable[[int, int], None] | None = None) -> Result:
+def check_files(
+    paths: Sequence[Path],
+    definition: Definition,
+    units: pd.DataFrame,
+    *,
+    names: Sequence[str] | None = None,
+    options: Options | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Result:
     """Guard, read, identify and validate `paths`; `names` are the file names shown to people."""
     options = options or Options()
     names = list(names) if names is not None else [str(p) for p in paths]
@@ -92,10 +109,16 @@ def check_files(paths: Sequence[Path], definition: Definition, units: pd.DataFra
     # a workbook that is not the template at all gives one finding for the file and no values
     subs = []
     for i, raw in raws:
-        for rule, sheet, cell, fid in raw.problems:
+        for rule, *_ in raw.problems:
             if rule == "not-template":
-                file_problems.append({"file_index": i, "rule": rule, "expected": definition.template_key,
-                                      "detail": "không có các trang của mẫu báo cáo"})
+                file_problems.append(
+                    {
+                        "file_index": i,
+                        "rule": rule,
+                        "expected": definition.template_key,
+                        "detail": "không có các trang của mẫu báo cáo",
+                    }
+                )
                 break
         else:
             subs.append((i, raw))
@@ -104,20 +127,50 @@ def check_files(paths: Sequence[Path], definition: Definition, units: pd.DataFra
     t_validate = time.perf_counter()
     metas = {i: raw.meta for i, raw in subs}
     submissions, id_found = identify(definition, units, metas, values, options.period)
-    structural = [{"submission": i, "rule": rule, "sheet": sheet, "cell": cell, "field": fid}
-                  for i, raw in subs for rule, sheet, cell, fid in raw.problems]
+    structural = [
+        {"submission": i, "rule": rule, "sheet": sheet, "cell": cell, "field": fid}
+        for i, raw in subs
+        for rule, sheet, cell, fid in raw.problems
+    ]
     findings = pd.concat([findings, pd.DataFrame(id_found + structural)], ignore_index=True)
     file_df = pd.DataFrame({"file": names, "path": [str(p) for p in paths]})
     submissions = submissions.join(file_df, how="left")
-    result = Result(file_df, submissions, values, _finish(definition, findings, file_problems,
-                                                          submissions, file_df), {})
-    result.timings = {"read": t_read - t0, "validate": t_validate - t_read,
-                      "identify": time.perf_counter() - t_validate}
+    result = Result(
+        file_df,
+        submissions,
+        values,
+        _finish(definition, findings, file_problems, submissions, file_df, units),
+        {},
+    )
+    result.timings = {
+        "read": t_read - t0,
+        "validate": t_validate - t_read,
+        "identify": time.perf_counter() - t_validate,
+    }
     return result
 
 
-def _finish(definition: Definition, findings: pd.DataFrame, file_problems: list[dict],
-            submissions: pd.DataFrame, files: pd.DataFrame) -> pd.DataFrame:
+def _unit_from_name(name: str, units: pd.DataFrame) -> dict[str, str]:
+    """Guess the unit of an unreadable file from its name ("07093-duc-chinh.xls", "Duc Chinh.xlsx")."""
+    stem = Path(name).name
+    codes = set(re.findall(r"(?<!\d)\d{5}(?!\d)", stem)) & set(units["unit_code"])
+    hit = units[units["unit_code"].isin(codes)] if len(codes) == 1 else units.iloc[0:0]
+    if hit.empty:
+        key = f" {fold(re.sub(r'[-_.]+', ' ', Path(stem).stem))} "
+        hit = units[[f" {k} " in key for k in units["key"]]]
+    if len(hit) != 1:
+        return {"unit_code": None, "unit_name": None}
+    return {"unit_code": hit["unit_code"].iloc[0], "unit_name": hit["full_name"].iloc[0]}
+
+
+def _finish(
+    definition: Definition,
+    findings: pd.DataFrame,
+    file_problems: list[dict],
+    submissions: pd.DataFrame,
+    files: pd.DataFrame,
+    units: pd.DataFrame,
+) -> pd.DataFrame:
     """Attach file, unit, sheet and label to every finding and render its message."""
     meta = definition.frame
     f = findings.copy()
@@ -136,6 +189,11 @@ def _finish(definition: Definition, findings: pd.DataFrame, file_problems: list[
         fp["file"] = files["file"].reindex(fp["file_index"]).to_numpy()
         fp["submission"] = None
         fp = fp.drop(columns="file_index")
-    out = pd.concat([x for x in (fp, f) if not x.empty], ignore_index=True) if (
-        not fp.empty or not f.empty) else pd.DataFrame()
+        guessed = pd.DataFrame([_unit_from_name(f, units) for f in fp["file"]], index=fp.index)
+        fp = pd.concat([fp, guessed], axis=1)
+    out = (
+        pd.concat([x for x in (fp, f) if not x.empty], ignore_index=True)
+        if (not fp.empty or not f.empty)
+        else pd.DataFrame()
+    )
     return make_findings(out, definition.rules)

@@ -8,29 +8,6 @@ that the committed inbox still reads as intended.
 
 from __future__ import annotations
 
-# The seed report of phường Đức Chính, 2020-H1, as typed (text where the seed has text).
-DUC_CHINH: dict[str, object] = {
-    "area_ha": 628, "households": "2.379", "population": "gần 8.000", "quarters": 6,
-    "production_value_bn": "785,87", "income_per_capita_mn": "94,34", "board_directors": "01",
-    "board_deputies": "02", "board_total": "03", "culture_houses": 6, "law_bookcases": 6,
-    "conferences": "trên 20", "conference_attendees": "2.215", "reporter": "Nguyễn Thị Hoa",
-    "phone": "0203 3870 123", "report_date": "15/6/2020",
-    "literacy.classes": 0, "vocational.classes": 0, "law.classes": 0,
-    "health.classes": "02", "health.participants": 350,
-    "economy.classes": "03", "economy.participants": 150,
-    "other.classes": "02", "other.participants": 142,
-    "arts_sports.classes": 10, "arts_sports.participants": 186,
-    "total.classes": 17, "total.participants": "8.28",
-    "literacy_rate": 100, "learners": 828, "poor_households": 0, "near_poor_households": 31,
-    "waste_collection_rate": "92,0", "cultural_family_rate": "96,5", "cultural_quarter_rate": 100,
-    "mobilization_unions": "Tốt", "mobilization_business": "Chưa triển khai",
-    "mobilization_donors": "Chưa triển khai",
-    "mobilization_note": "Các đoàn thể phối hợp tốt; doanh nghiệp, nhà hảo tâm chưa tham gia.",
-    "plan_tasks": "Tiếp tục duy trì phong trào học tập trong gia đình, dòng họ và cộng đồng.\n"
-                  "Phối hợp mở các hội nghị, lớp tập huấn, học nghề cho nhân dân.",
-    "target_participation_rate": 70,
-}
-
 import argparse
 import datetime as dt
 import random
@@ -45,12 +22,80 @@ from pipeline.definition import Definition, load_definition
 from pipeline.template import render_workbook
 from pipeline.units import load_units
 
+# The seed report of phường Đức Chính, 2020-H1, as typed (text where the seed has text).
+DUC_CHINH: dict[str, object] = {
+    "area_ha": 628,
+    "households": "2.379",
+    "population": "gần 8.000",
+    "quarters": 6,
+    "production_value_bn": "785,87",
+    "income_per_capita_mn": "94,34",
+    "board_directors": "01",
+    "board_deputies": "02",
+    "board_total": "03",
+    "culture_houses": 6,
+    "law_bookcases": 6,
+    "conferences": "trên 20",
+    "conference_attendees": "2.215",
+    "reporter": "Nguyễn Thị Hoa",
+    "phone": "0203 3870 123",
+    "report_date": "15/6/2020",
+    "literacy.classes": 0,
+    "vocational.classes": 0,
+    "law.classes": 0,
+    "health.classes": "02",
+    "health.participants": 350,
+    "economy.classes": "03",
+    "economy.participants": 150,
+    "other.classes": "02",
+    "other.participants": 142,
+    "arts_sports.classes": 10,
+    "arts_sports.participants": 186,
+    "total.classes": 17,
+    "total.participants": "8.28",
+    "literacy_rate": 100,
+    "learners": 828,
+    "poor_households": 0,
+    "near_poor_households": 31,
+    "waste_collection_rate": "92,0",
+    "cultural_family_rate": "96,5",
+    "cultural_quarter_rate": 100,
+    "mobilization_unions": "Tốt",
+    "mobilization_business": "Chưa triển khai",
+    "mobilization_donors": "Chưa triển khai",
+    "mobilization_note": "Các đoàn thể phối hợp tốt; doanh nghiệp, nhà hảo tâm chưa tham gia.",
+    "plan_tasks": "Tiếp tục duy trì phong trào học tập trong gia đình, dòng họ và cộng đồng.\n"
+    "Phối hợp mở các hội nghị, lớp tập huấn, học nghề cho nhân dân.",
+    "target_participation_rate": 70,
+}
+
+
 MISSING = {"07111", "07120", "07129"}  # units that send nothing
-_NAMES = ["Nguyễn Văn An", "Trần Thị Bình", "Lê Văn Cường", "Phạm Thị Dung", "Hoàng Văn Em", "Vũ Thị Giang",
-          "Đặng Văn Hải", "Bùi Thị Lan", "Đỗ Văn Minh", "Ngô Thị Nga"]
+_NAMES = [
+    "Nguyễn Văn An",
+    "Trần Thị Bình",
+    "Lê Văn Cường",
+    "Phạm Thị Dung",
+    "Hoàng Văn Em",
+    "Vũ Thị Giang",
+    "Đặng Văn Hải",
+    "Bùi Thị Lan",
+    "Đỗ Văn Minh",
+    "Ngô Thị Nga",
+]
 _RATINGS = ["Tốt", "Khá", "Trung bình", "Chưa triển khai"]
-_ROWS = ["literacy", "vocational", "law", "health", "environment", "culture", "economy", "life_skills", "other",
-         "arts_sports"]
+_ROWS = [
+    "literacy",
+    "vocational",
+    "law",
+    "health",
+    "environment",
+    "culture",
+    "economy",
+    "life_skills",
+    "other",
+    "arts_sports",
+]
 
 
 def plausible(code: str) -> dict[str, object]:
@@ -59,12 +104,20 @@ def plausible(code: str) -> dict[str, object]:
     households = rng.randrange(1200, 4500)
     quarters = rng.randrange(5, 16)
     v: dict[str, object] = {
-        "area_ha": round(rng.uniform(300, 3000), 1), "households": households,
-        "population": int(households * rng.uniform(3.2, 4.2)), "quarters": quarters,
-        "production_value_bn": round(rng.uniform(100, 1500), 2), "income_per_capita_mn": round(rng.uniform(40, 100), 2),
-        "board_directors": 1, "board_deputies": rng.randrange(1, 4), "culture_houses": quarters,
-        "law_bookcases": quarters, "conferences": rng.randrange(5, 31), "conference_attendees": rng.randrange(300, 3000),
-        "reporter": rng.choice(_NAMES), "phone": f"0203 38{rng.randrange(10000, 99999)}",
+        "area_ha": round(rng.uniform(300, 3000), 1),
+        "households": households,
+        "population": int(households * rng.uniform(3.2, 4.2)),
+        "quarters": quarters,
+        "production_value_bn": round(rng.uniform(100, 1500), 2),
+        "income_per_capita_mn": round(rng.uniform(40, 100), 2),
+        "board_directors": 1,
+        "board_deputies": rng.randrange(1, 4),
+        "culture_houses": quarters,
+        "law_bookcases": quarters,
+        "conferences": rng.randrange(5, 31),
+        "conference_attendees": rng.randrange(300, 3000),
+        "reporter": rng.choice(_NAMES),
+        "phone": f"0203 38{rng.randrange(10000, 99999)}",
         "report_date": dt.datetime(2020, 6, rng.randrange(10, 29)),
     }
     v["board_total"] = 1 + v["board_deputies"]
@@ -75,18 +128,26 @@ def plausible(code: str) -> dict[str, object]:
             people = classes * rng.randrange(20, 80)
             female = int(people * rng.uniform(0.4, 0.7))
             v |= {f"{row}.classes": classes, f"{row}.participants": people, f"{row}.female": female}
-            totals = {"classes": totals["classes"] + classes, "participants": totals["participants"] + people,
-                      "female": totals["female"] + female}
+            totals = {
+                "classes": totals["classes"] + classes,
+                "participants": totals["participants"] + people,
+                "female": totals["female"] + female,
+            }
         else:
             v[f"{row}.classes"] = 0
     v |= {f"total.{k}": n for k, n in totals.items()}
     v |= {
-        "literacy_rate": round(rng.uniform(97, 100), 1), "learners": totals["participants"],
-        "poor_households": rng.randrange(0, 50), "near_poor_households": rng.randrange(0, 80),
+        "literacy_rate": round(rng.uniform(97, 100), 1),
+        "learners": totals["participants"],
+        "poor_households": rng.randrange(0, 50),
+        "near_poor_households": rng.randrange(0, 80),
         "waste_collection_rate": round(rng.uniform(70, 100), 1),
-        "cultural_family_rate": round(rng.uniform(80, 99), 1), "cultural_quarter_rate": round(rng.uniform(60, 100), 1),
-        "mobilization_unions": rng.choice(_RATINGS[:2]), "mobilization_business": rng.choice(_RATINGS),
-        "mobilization_donors": rng.choice(_RATINGS), "mobilization_note": "Các đoàn thể phối hợp tích cực.",
+        "cultural_family_rate": round(rng.uniform(80, 99), 1),
+        "cultural_quarter_rate": round(rng.uniform(60, 100), 1),
+        "mobilization_unions": rng.choice(_RATINGS[:2]),
+        "mobilization_business": rng.choice(_RATINGS),
+        "mobilization_donors": rng.choice(_RATINGS),
+        "mobilization_note": "Các đoàn thể phối hợp tích cực.",
         "plan_tasks": "Duy trì phong trào học tập suốt đời.\nMở thêm lớp tập huấn kỹ năng sống.",
         "target_participation_rate": rng.randrange(60, 91),
     }
@@ -97,7 +158,9 @@ def _nfd(v: object) -> object:
     return unicodedata.normalize("NFD", v) if isinstance(v, str) else v
 
 
-def _set_cells(path: Path, definition: Definition, values: dict[str, object], percent: tuple[str, ...] = ()) -> None:
+def _set_cells(
+    path: Path, definition: Definition, values: dict[str, object], percent: tuple[str, ...] = ()
+) -> None:
     """Overwrite cells the way a ward would by hand (e.g. type over a total), with openpyxl."""
     wb = openpyxl.load_workbook(path)
     for fid, v in values.items():
@@ -174,8 +237,14 @@ def make_samples(out: Path, period: str = "2020-H1", definition: Definition | No
             values = dict(DUC_CHINH)
             render(name, unit, {k: v for k, v in values.items() if k != "total.participants"})
             _set_cells(out / name, definition, {"total.participants": "8.28"})
-            want = {"households": 2379, "population": 8000, "total.participants": 828, "total.classes": 17,
-                    "conference_attendees": 2215, "learners": 828}
+            want = {
+                "households": 2379,
+                "population": 8000,
+                "total.participants": 828,
+                "total.classes": 17,
+                "conference_attendees": 2215,
+                "learners": 828,
+            }
         elif code == "07069":  # saved as .xls by old Excel
             tmp = render(f".{name}", unit, values)
             name = f"{unit['slug']}.xls"
@@ -200,8 +269,12 @@ def make_samples(out: Path, period: str = "2020-H1", definition: Definition | No
             intended[f"thu-gui-lai/{name}"] = {"unit_code": code, "values": {}}
         elif code == "07081":  # en-US Excel: 2.215 typed as a decimal, 92% stored as 0.92
             render(name, unit, values)
-            _set_cells(out / name, definition, {"conference_attendees": 2.215, "waste_collection_rate": 0.92},
-                       percent=("waste_collection_rate",))
+            _set_cells(
+                out / name,
+                definition,
+                {"conference_attendees": 2.215, "waste_collection_rate": 0.92},
+                percent=("waste_collection_rate",),
+            )
             want |= {"conference_attendees": None, "waste_collection_rate": 92.0}
         elif code == "07084":  # hedged and inconsistent figures
             values["households"] = f"khoảng {values['households']:,}".replace(",", ".")
@@ -215,10 +288,20 @@ def make_samples(out: Path, period: str = "2020-H1", definition: Definition | No
             render(name, None, dict(values, unit_name="xã Tân Việt"))
         else:
             render(name, unit, values)
-        intended[name] = {"unit_code": code, "values": {k: want[k] for k in
-                                                        ("households", "population", "total.participants",
-                                                         "conference_attendees", "waste_collection_rate")
-                                                        if k in want}}
+        intended[name] = {
+            "unit_code": code,
+            "values": {
+                k: want[k]
+                for k in (
+                    "households",
+                    "population",
+                    "total.participants",
+                    "conference_attendees",
+                    "waste_collection_rate",
+                )
+                if k in want
+            },
+        }
     (out / "ghi-chu.txt").write_text("Thư mục nhận báo cáo của các đơn vị (tệp mẫu).\n", encoding="utf-8")
     return intended
 

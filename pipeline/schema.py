@@ -84,7 +84,9 @@ def run_schema(ss: SheetSchema, frame: pd.DataFrame) -> pd.DataFrame:
     fc = fc[fc["index"].notna()].copy()
     nullable = fc["check"].eq("not_nullable")
     num = fc["check_number"].fillna(-1).astype(int)
-    fc["rule"] = [("required-missing" if n else ss.rules.get((c, k), "value-out-of-range"))
-                  for c, k, n in zip(fc["column"], num, nullable, strict=True)]
+    fc["rule"] = [
+        ("required-missing" if n else ss.rules.get((c, k), "value-out-of-range"))
+        for c, k, n in zip(fc["column"], num, nullable, strict=True)
+    ]
     fc["detail"] = [ss.details.get((c, k), "") for c, k in zip(fc["column"], num, strict=True)]
     return fc[["index", "column", "rule", "detail", "failure_case"]].reset_index(drop=True)

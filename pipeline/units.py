@@ -9,8 +9,15 @@ import pandas as pd
 from pipeline.definition import DEFAULT_UNITS, DefinitionError
 from pipeline.text import nfc, slug, unit_key
 
-UNIT_COLUMNS = ["unit_code", "unit_name", "unit_type", "district_code", "district_name",
-                "province_code", "province_name"]
+UNIT_COLUMNS = [
+    "unit_code",
+    "unit_name",
+    "unit_type",
+    "district_code",
+    "district_name",
+    "province_code",
+    "province_name",
+]
 
 
 def load_units(path: Path | str = DEFAULT_UNITS) -> pd.DataFrame:

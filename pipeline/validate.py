@@ -51,12 +51,20 @@ def parse_cells(definition: Definition, cells: pd.DataFrame) -> tuple[pd.DataFra
         df.loc[num, "value"] = parsed["value"].to_numpy()
         bad = parsed[parsed["rule"].notna() & ~df.loc[num, "is_total"].to_numpy()]
         if not bad.empty:
-            found.append(pd.DataFrame({
-                "submission": df.loc[bad.index, "submission"], "field": df.loc[bad.index, "field"],
-                "cell": df.loc[bad.index, "cell"], "value": df.loc[bad.index, "raw"],
-                "rule": bad["rule"], "expected": bad["expected"], "detail": "",
-                "suggestions": bad["suggestions"],
-            }))
+            found.append(
+                pd.DataFrame(
+                    {
+                        "submission": df.loc[bad.index, "submission"],
+                        "field": df.loc[bad.index, "field"],
+                        "cell": df.loc[bad.index, "cell"],
+                        "value": df.loc[bad.index, "raw"],
+                        "rule": bad["rule"],
+                        "expected": bad["expected"],
+                        "detail": "",
+                        "suggestions": bad["suggestions"],
+                    }
+                )
+            )
         df.loc[num, "parse_rule"] = parsed["rule"].to_numpy()
     other = ~num & ~df["blank"]
     df.loc[other, "text"] = df.loc[other, "raw"].map(_text)
@@ -66,15 +74,28 @@ def parse_cells(definition: Definition, cells: pd.DataFrame) -> tuple[pd.DataFra
         for f in definition.fields.values():
             for c in f.choices:
                 canon[(f.id, fold(c))] = c
-        df.loc[choices, "text"] = [canon.get((f, fold(t)), t)
-                                   for f, t in zip(df.loc[choices, "field"], df.loc[choices, "text"], strict=True)]
+        df.loc[choices, "text"] = [
+            canon.get((f, fold(t)), t)
+            for f, t in zip(df.loc[choices, "field"], df.loc[choices, "text"], strict=True)
+        ]
     dates = df["type"].eq("date") & other
     for i in df.index[dates]:
         d, rule = parse_date(df.at[i, "raw"])
         df.at[i, "text"] = d.isoformat() if d else None
         if rule:
-            found.append(pd.DataFrame([{"submission": df.at[i, "submission"], "field": df.at[i, "field"],
-                                        "cell": df.at[i, "cell"], "value": df.at[i, "raw"], "rule": rule}]))
+            found.append(
+                pd.DataFrame(
+                    [
+                        {
+                            "submission": df.at[i, "submission"],
+                            "field": df.at[i, "field"],
+                            "cell": df.at[i, "cell"],
+                            "value": df.at[i, "raw"],
+                            "rule": rule,
+                        }
+                    ]
+                )
+            )
     findings = pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=FINDING_KEYS)
     return df, findings
 
@@ -98,13 +119,22 @@ def _total_findings(definition: Definition, df: pd.DataFrame, wide: pd.DataFrame
     bad_parts = set(zip(part_bad["submission"], part_bad["field"], strict=True))
     rows = []
     for sub, fid, raw, cell, declared in totals[["submission", "field", "raw", "cell", "value"]].itertuples(
-            index=False):
+        index=False
+    ):
         expected = wide.at[sub, fid]
         if any((sub, p) in bad_parts for p in definition.fields[fid].total_of):
             continue
         if pd.isna(declared) or abs(declared - expected) > 1e-6:
-            rows.append({"submission": sub, "field": fid, "cell": cell, "value": raw,
-                         "rule": "total-mismatch", "expected": expected})
+            rows.append(
+                {
+                    "submission": sub,
+                    "field": fid,
+                    "cell": cell,
+                    "value": raw,
+                    "rule": "total-mismatch",
+                    "expected": expected,
+                }
+            )
     return pd.DataFrame(rows, columns=["submission", "field", "cell", "value", "rule", "expected"])
 
 
@@ -139,8 +169,10 @@ def _schema_findings(definition: Definition, df: pd.DataFrame) -> list[pd.DataFr
         else:
             fields = definition.fields
             part = part[~part["is_total"]]
-            part = part.assign(row=[fields[f].table_row for f in part["field"]],
-                               col=[fields[f].table_col for f in part["field"]])
+            part = part.assign(
+                row=[fields[f].table_row for f in part["field"]],
+                col=[fields[f].table_col for f in part["field"]],
+            )
             wide = part.pivot(index=["submission", "row"], columns="col", values="v")
             fails = run_schema(ss, wide)
             if fails.empty:
@@ -168,13 +200,17 @@ def validate(definition: Definition, cells: pd.DataFrame) -> tuple[pd.DataFrame,
     total_found = _total_findings(definition, df, wide)
     df["declared"] = df["value"].where(df["is_total"])
     tot = df["is_total"]
-    df.loc[tot, "value"] = [wide.at[s, f] for s, f in zip(df.loc[tot, "submission"], df.loc[tot, "field"],
-                                                          strict=True)]
+    df.loc[tot, "value"] = [
+        wide.at[s, f] for s, f in zip(df.loc[tot, "submission"], df.loc[tot, "field"], strict=True)
+    ]
     schema_found = _schema_findings(definition, df)
     cross = run_checks(definition, wide, unknown)
     parts = [parse_found, total_found, *schema_found, cross]
-    findings = pd.concat([p for p in parts if not p.empty], ignore_index=True) if any(
-        not p.empty for p in parts) else pd.DataFrame(columns=FINDING_KEYS)
+    findings = (
+        pd.concat([p for p in parts if not p.empty], ignore_index=True)
+        if any(not p.empty for p in parts)
+        else pd.DataFrame(columns=FINDING_KEYS)
+    )
     findings = _attach_cells(findings, df)
     return df, findings
 
@@ -196,6 +232,7 @@ def _attach_cells(findings: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
     findings["cell"] = findings["cell"].where(findings["cell"].notna(), found["cell"].to_numpy())
     has_value = findings["value"].notna()
     findings["value"] = findings["value"].where(has_value, found["raw"].to_numpy())
-    repeated = findings["rule"].isin(["required-missing", "value-negative", "value-out-of-range"]) & pd.Series(
-        found["parse_rule"].notna().to_numpy(), index=findings.index)
+    repeated = findings["rule"].isin(
+        ["required-missing", "value-negative", "value-out-of-range"]
+    ) & pd.Series(found["parse_rule"].notna().to_numpy(), index=findings.index)
     return findings.loc[~repeated, FINDING_KEYS].reset_index(drop=True)

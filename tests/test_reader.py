@@ -40,8 +40,12 @@ def test_reads_every_field_at_its_template_address(tmp_path):
 
 def test_meta_sheet_is_read(tmp_path):
     raw = read_workbook(_render(tmp_path, {}), SPEC)
-    assert raw.meta == {"template_id": "tthtcd-6thang", "template_version": "1", "unit_code": "07093",
-                        "period": "2020-H1"}
+    assert raw.meta == {
+        "template_id": "tthtcd-6thang",
+        "template_version": "1",
+        "unit_code": "07093",
+        "period": "2020-H1",
+    }
 
 
 def _edit(path: Path, fn) -> Path:

@@ -21,8 +21,9 @@ def intended(tmp_path_factory):
 def committed():
     files = sorted(p for p in INBOX.rglob("*") if p.suffix in {".xlsx", ".xls", ".ods"})
     names = [str(p.relative_to(INBOX)) for p in files]
-    return check_files(files, load_definition(), load_units(), names=names,
-                       options=Options(period="2020-H1", isolate=False))
+    return check_files(
+        files, load_definition(), load_units(), names=names, options=Options(period="2020-H1", isolate=False)
+    )
 
 
 def test_committed_inbox_has_the_files_the_script_makes(intended):

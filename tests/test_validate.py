@@ -10,13 +10,24 @@ from pipeline.samples import DUC_CHINH
 from pipeline.validate import CELL_COLUMNS, validate
 
 DEF = load_definition()
-CLEAN = {**DUC_CHINH, "total.participants": 828, "population": 8000, "conferences": 20,
-         "health.female": 200, "economy.female": 90, "other.female": 70, "arts_sports.female": 100}
+CLEAN = {
+    **DUC_CHINH,
+    "total.participants": 828,
+    "population": 8000,
+    "conferences": 20,
+    "health.female": 200,
+    "economy.female": 90,
+    "other.female": 70,
+    "arts_sports.female": 100,
+}
 
 
 def cells(*subs: dict, definition=DEF) -> pd.DataFrame:
-    rows = [(i, f.id, sub.get(f.id, ""), f.cell, False)
-            for i, sub in enumerate(subs) for f in definition.fields.values()]
+    rows = [
+        (i, f.id, sub.get(f.id, ""), f.cell, False)
+        for i, sub in enumerate(subs)
+        for f in definition.fields.values()
+    ]
     return pd.DataFrame(rows, columns=CELL_COLUMNS)
 
 
@@ -37,37 +48,42 @@ def test_duc_chinh_as_typed():
     assert (row["cell"], row["value"], row["expected"]) == (total.cell, "8.28", 828)
     assert (DEF.fields["total.classes"].cell, "total-mismatch") not in got
     female_warnings = {c for c, r in got if r == "female-blank"}
-    assert female_warnings == {DEF.fields[f"{r}.female"].cell for r in ("health", "economy", "other", "arts_sports")}
+    assert female_warnings == {
+        DEF.fields[f"{r}.female"].cell for r in ("health", "economy", "other", "arts_sports")
+    }
     assert not any(r == "learners-mismatch" for _, r in got)
     v = values.set_index("field")["value"]
     assert v["households"] == 2379 and v["total.participants"] == 828 and v["conference_attendees"] == 2215
 
 
-@pytest.mark.parametrize(("change", "cell_of", "rule"), [
-    ({"board_total": 4}, "board_total", "total-mismatch"),
-    ({"total.classes": 18}, "total.classes", "total-mismatch"),
-    ({"health.female": 400}, "health.female", "female-exceeds-participants"),
-    ({"health.female": ""}, "health.female", "female-blank"),
-    ({"law.participants": 30, "law.female": 10}, "law.classes", "participants-without-classes"),
-    ({"environment.classes": 2}, "environment.participants", "classes-without-participants"),
-    ({"learners": 900}, "learners", "learners-mismatch"),
-    ({"near_poor_households": 2500}, "near_poor_households", "poor-exceeds-households"),
-    ({"population": 50000}, "population", "population-per-household"),
-    ({"population": 2000}, "population", "population-per-household"),
-    ({"literacy_rate": 120}, "literacy_rate", "value-out-of-range"),
-    ({"quarters": -1}, "quarters", "value-negative"),
-    ({"board_directors": 2, "board_total": 4}, "board_directors", "value-out-of-range"),
-    ({"households": ""}, "households", "required-missing"),
-    ({"households": "abc"}, "households", "number-invalid"),
-    ({"households": "2.37"}, "households", "number-malformed-group"),
-    ({"conference_attendees": 2.215}, "conference_attendees", "count-three-decimals"),
-    ({"conference_attendees": 22.5}, "conference_attendees", "count-not-whole"),
-    ({"conferences": "trên 20"}, "conferences", "number-hedged"),
-    ({"waste_collection_rate": 0.92}, "waste_collection_rate", "percent-fraction"),
-    ({"mobilization_unions": "Rất tốt"}, "mobilization_unions", "choice-invalid"),
-    ({"report_date": "31/2/2020"}, "report_date", "date-invalid"),
-    ({"reporter": ""}, "reporter", "required-missing"),
-])
+@pytest.mark.parametrize(
+    ("change", "cell_of", "rule"),
+    [
+        ({"board_total": 4}, "board_total", "total-mismatch"),
+        ({"total.classes": 18}, "total.classes", "total-mismatch"),
+        ({"health.female": 400}, "health.female", "female-exceeds-participants"),
+        ({"health.female": ""}, "health.female", "female-blank"),
+        ({"law.participants": 30, "law.female": 10}, "law.classes", "participants-without-classes"),
+        ({"environment.classes": 2}, "environment.participants", "classes-without-participants"),
+        ({"learners": 900}, "learners", "learners-mismatch"),
+        ({"near_poor_households": 2500}, "near_poor_households", "poor-exceeds-households"),
+        ({"population": 50000}, "population", "population-per-household"),
+        ({"population": 2000}, "population", "population-per-household"),
+        ({"literacy_rate": 120}, "literacy_rate", "value-out-of-range"),
+        ({"quarters": -1}, "quarters", "value-negative"),
+        ({"board_directors": 2, "board_total": 4}, "board_directors", "value-out-of-range"),
+        ({"households": ""}, "households", "required-missing"),
+        ({"households": "abc"}, "households", "number-invalid"),
+        ({"households": "2.37"}, "households", "number-malformed-group"),
+        ({"conference_attendees": 2.215}, "conference_attendees", "count-three-decimals"),
+        ({"conference_attendees": 22.5}, "conference_attendees", "count-not-whole"),
+        ({"conferences": "trên 20"}, "conferences", "number-hedged"),
+        ({"waste_collection_rate": 0.92}, "waste_collection_rate", "percent-fraction"),
+        ({"mobilization_unions": "Rất tốt"}, "mobilization_unions", "choice-invalid"),
+        ({"report_date": "31/2/2020"}, "report_date", "date-invalid"),
+        ({"reporter": ""}, "reporter", "required-missing"),
+    ],
+)
 def test_rule_fires_only_where_expected(change, cell_of, rule):
     assert found(CLEAN) == set()
     got = found(CLEAN, {**CLEAN, **change})

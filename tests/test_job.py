@@ -1,0 +1,219 @@
+"""`tonghop consolidate` end to end on a small inbox, checked from the files it writes."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import openpyxl
+import pandas as pd
+import pytest
+import python_calamine as pc
+
+from pipeline.cli import main
+from pipeline.samples import make_samples
+from pipeline.units import load_units
+
+PERIOD = "2020-H1"
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("job")
+    inbox = base / "inbox"
+    make_samples(inbox, PERIOD)
+    before = _hashes(inbox)
+    out = base / "output"
+    assert main(["consolidate", "--inbox", str(inbox), "--out", str(out), "--period", PERIOD, "--quiet"]) == 0
+    assert _hashes(inbox) == before, "inputs must never be modified"
+    return inbox, out / PERIOD
+
+
+def _sheet(path: Path, name: str) -> list[list]:
+    return pc.CalamineWorkbook.from_path(str(path)).get_sheet_by_name(name).to_python()
+
+
+def test_outputs_exist(run):
+    _, out = run
+    names = {p.name for p in out.iterdir()}
+    assert {"thi-xa-dong-trieu.xlsx", "values.csv", "findings.csv", "manifest.json", "feedback"} <= names
+    assert not [n for n in names if n.endswith(".tmp")]
+
+
+def test_values_csv_totals_are_recomputed(run):
+    _, out = run
+    values = pd.read_csv(out / "values.csv", dtype={"unit_code": str}, encoding="utf-8-sig")
+    assert list(values.columns) == [
+        "period",
+        "district",
+        "unit_code",
+        "unit_name",
+        "sheet",
+        "field",
+        "value",
+        "raw",
+        "file",
+        "cell",
+    ]
+    dc = values[(values["unit_code"] == "07093") & (values["field"] == "total.participants")].iloc[0]
+    assert (float(dc["value"]), str(dc["raw"]), dc["cell"]) == (828.0, "8.28", "D16")
+    assert (out / "values.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+
+
+def test_district_total_is_the_sum_of_recomputed_unit_totals(run):
+    _, out = run
+    values = pd.read_csv(out / "values.csv", dtype={"unit_code": str}, encoding="utf-8-sig")
+    tp = values[values["field"] == "total.participants"]
+    assert tp["unit_code"].is_unique
+    want = tp["value"].astype(float).sum()
+    rows = _sheet(out / "thi-xa-dong-trieu.xlsx", "Tổng hợp")
+    totals = [r for r in rows if any(isinstance(c, str) and c.strip() == "Tổng số" for c in r)]
+    assert any(want in [c for c in r if isinstance(c, float)] for r in totals), (want, totals)
+
+
+def test_status_sheet_lists_every_unit(run):
+    _, out = run
+    rows = _sheet(out / "thi-xa-dong-trieu.xlsx", "Tình hình nộp báo cáo")
+    flat = {c for r in rows for c in r if isinstance(c, str)}
+    units = load_units()
+    assert set(units["unit_code"]) <= flat
+    status = {r[0]: r for r in rows if r and r[0] in set(units["unit_code"])}
+    assert "Chưa nộp" in status["07111"] and "Có lỗi" in status["07093"] and "Đạt" in status["07096"]
+    assert any("07078-trang-luong-lan-1.xlsx" in str(c) for c in status["07078"])
+
+
+def test_findings_csv_equals_check_on_the_same_files(run, capsys):
+    inbox, out = run
+    findings = pd.read_csv(out / "findings.csv", dtype=str, encoding="utf-8-sig", keep_default_na=False)
+    single = sorted(p for p in inbox.glob("*.xls*") if "trang-luong" not in p.name)
+    capsys.readouterr()
+    main(["check", "--json", "--period", PERIOD, *map(str, single)])
+    checked = json.loads(capsys.readouterr().out)
+
+    def key(d):
+        return (Path(str(d["file"])).name, str(d["cell"] or ""), d["rule"], d["message"])
+
+    want = {key(d) for d in checked}
+    got = {key(d) for d in findings.to_dict("records") if d["file"] in {p.name for p in single}}
+    assert got == want
+
+
+def test_feedback_marks_the_total_of_duc_chinh(run):
+    _, out = run
+    wb = openpyxl.load_workbook(out / "feedback" / "07093-duc-chinh.xlsx")
+    cell = wb["Kết quả hoạt động"]["D16"]
+    assert cell.comment is not None and "828" in cell.comment.text
+    assert cell.fill.fgColor.rgb not in (None, "00000000")
+    assert wb.sheetnames[0] == "Góp ý"
+
+
+def test_resubmissions_and_duplicates(run):
+    _, out = run
+    findings = pd.read_csv(out / "findings.csv", dtype=str, encoding="utf-8-sig", keep_default_na=False)
+    tl = findings[findings["unit_code"] == "07078"]
+    assert set(tl["rule"]) == {"file-superseded", "file-duplicate"}
+    values = pd.read_csv(out / "values.csv", dtype={"unit_code": str}, encoding="utf-8-sig")
+    assert set(values.loc[values["unit_code"] == "07078", "file"]) == {"07078-trang-luong-lan-2.xlsx"}
+
+
+def test_manifest(run):
+    inbox, out = run
+    m = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    files = {i["file"]: i["sha256"] for i in m["inputs"]}
+    assert (
+        files["07093-duc-chinh.xlsx"]
+        == hashlib.sha256((inbox / "07093-duc-chinh.xlsx").read_bytes()).hexdigest()
+    )
+    assert m["skipped"] == ["ghi-chu.txt"]
+    assert m["counts"]["units_expected"] == 21 and m["counts"]["units_received"] == 18
+    assert {"read", "validate", "consolidate", "write"} <= set(m["timings"])
+
+
+def test_rerun_gives_the_same_outputs(run, tmp_path):
+    inbox, out = run
+    again = tmp_path / "again"
+    assert (
+        main(["consolidate", "--inbox", str(inbox), "--out", str(again), "--period", PERIOD, "--quiet"]) == 0
+    )
+    for name in ("values.csv", "findings.csv"):
+        assert (again / PERIOD / name).read_bytes() == (out / name).read_bytes()
+    a = _sheet(again / PERIOD / "thi-xa-dong-trieu.xlsx", "Lỗi và cảnh báo")
+    assert a == _sheet(out / "thi-xa-dong-trieu.xlsx", "Lỗi và cảnh báo")
+
+
+def test_strict_leaves_out_units_with_errors(run, tmp_path):
+    inbox, _ = run
+    assert (
+        main(
+            [
+                "consolidate",
+                "--inbox",
+                str(inbox),
+                "--out",
+                str(tmp_path),
+                "--period",
+                PERIOD,
+                "--quiet",
+                "--strict",
+            ]
+        )
+        == 0
+    )
+    values = pd.read_csv(tmp_path / PERIOD / "values.csv", dtype={"unit_code": str}, encoding="utf-8-sig")
+    assert "07093" not in set(values["unit_code"]) and "07096" in set(values["unit_code"])
+
+
+def test_two_districts_give_two_workbooks(run, tmp_path):
+    inbox, _ = run
+    units = load_units()
+    units = units.drop(columns=["key", "slug", "full_name"])
+    second = units["unit_code"].isin(["07093", "07096", "07099"])
+    units.loc[second, ["district_code", "district_name"]] = ["206", "Huyện Thử Nghiệm"]
+    path = tmp_path / "units.csv"
+    units.to_csv(path, index=False)
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "consolidate",
+                "--inbox",
+                str(inbox),
+                "--out",
+                str(out),
+                "--period",
+                PERIOD,
+                "--quiet",
+                "--units",
+                str(path),
+                "--no-feedback",
+            ]
+        )
+        == 0
+    )
+    assert {p.name for p in (out / PERIOD).glob("*.xlsx")} == {
+        "thi-xa-dong-trieu.xlsx",
+        "huyen-thu-nghiem.xlsx",
+    }
+    rows = _sheet(out / PERIOD / "huyen-thu-nghiem.xlsx", "Tình hình nộp báo cáo")
+    assert {r[0] for r in rows if r and str(r[0]).startswith("070")} == {"07093", "07096", "07099"}
+
+
+def test_inbox_missing_is_a_usage_error(tmp_path):
+    assert main(["consolidate", "--inbox", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
+
+
+def test_unwritable_output_exits_3(run, tmp_path):
+    inbox, _ = run
+    target = tmp_path / "ro"
+    target.mkdir()
+    (target / PERIOD).write_text("not a folder")
+    assert (
+        main(["consolidate", "--inbox", str(inbox), "--out", str(target), "--period", PERIOD, "--quiet"]) == 3
+    )
