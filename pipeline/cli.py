@@ -146,8 +146,10 @@ def cmd_consolidate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_findings(findings, out=sys.stdout) -> None:
+def _print_findings(findings, out=None) -> None:
     from pipeline.findings import show
+
+    out = out or sys.stdout
 
     if findings.empty:
         print("Không phát hiện lỗi nào. Cảm ơn đơn vị đã báo cáo đầy đủ.", file=out)

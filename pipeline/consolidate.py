@@ -36,17 +36,18 @@ def choose_submissions(submissions: pd.DataFrame) -> tuple[pd.DataFrame, list[di
     s["chosen"] = False
     s["superseded"] = ""
     findings = []
-    order = s.assign(_d=s["report_date"].fillna(""), _m=s["mtime"].fillna(0.0)).sort_values(
-        ["_d", "_m", "file"], ascending=[False, False, True], kind="stable"
-    )
-    for _code, group in order[order["unit_code"].astype(bool)].groupby("unit_code", sort=False):
-        seen: dict[str, str] = {}
+    # identical files: the first by name is the original, whatever the file times say
+    by_name = s[s["unit_code"].astype(bool)].sort_values(["unit_code", "file"], kind="stable")
+    dup = by_name.duplicated(["unit_code", "sha256"])
+    first = by_name[~dup].set_index(["unit_code", "sha256"])["file"]
+    for sub, row in by_name[dup].iterrows():
+        findings.append({"submission": sub, "rule": "file-duplicate",
+                         "detail": first[(row["unit_code"], row["sha256"])]})
+    order = by_name[~dup].assign(_d=s["report_date"].fillna(""), _m=s["mtime"].fillna(0.0))
+    order = order.sort_values(["_d", "_m", "file"], ascending=[False, False, True], kind="stable")
+    for code, group in order.groupby("unit_code", sort=False):
         winner = None
-        for sub, row in group.iterrows():
-            if row["sha256"] in seen:
-                findings.append({"submission": sub, "rule": "file-duplicate", "detail": seen[row["sha256"]]})
-                continue
-            seen[row["sha256"]] = row["file"]
+        for sub, _row in group.iterrows():
             if winner is None:
                 winner = sub
                 s.at[sub, "chosen"] = True
@@ -54,7 +55,8 @@ def choose_submissions(submissions: pd.DataFrame) -> tuple[pd.DataFrame, list[di
                 findings.append(
                     {"submission": sub, "rule": "file-superseded", "detail": s.at[winner, "file"]}
                 )
-        others = [f for f in group["file"] if f != s.at[winner, "file"]]
+        mine = by_name["file"][by_name["unit_code"] == code]
+        others = [f for f in mine if f != s.at[winner, "file"]]
         s.at[winner, "superseded"] = "; ".join(sorted(others))
     return s, findings
 

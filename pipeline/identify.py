@@ -75,20 +75,17 @@ def identify(
         if code and code.zfill(5) in by_code.index:
             unit = by_code.loc[code.zfill(5)]
             code = code.zfill(5)
-        elif name and unit_key(name) in by_key.index:
-            unit = by_key.loc[unit_key(name)]
-            code = unit.get("unit_code", unit.name)
-        elif code or name:
-            findings.append(
-                {
-                    "submission": sub,
-                    "field": f_code.id if code else f_name.id,
-                    "cell": code_cell if code else name_cell,
-                    "rule": "unit-unknown",
-                    "value": code or name,
-                }
-            )
         else:
+            if code:  # a code that is not in the list is wrong even when the name tells the unit
+                findings.append({"submission": sub, "field": f_code.id, "cell": code_cell,
+                                 "rule": "unit-unknown", "value": code})
+            if name and unit_key(name) in by_key.index:
+                unit = by_key.loc[unit_key(name)]
+                code = unit.get("unit_code", unit.name)
+            elif name and not code:
+                findings.append({"submission": sub, "field": f_name.id, "cell": name_cell,
+                                 "rule": "unit-unknown", "value": name})
+        if unit is None and not code and not name:
             findings.append(
                 {"submission": sub, "field": f_name.id, "cell": name_cell, "rule": "unit-missing"}
             )
@@ -110,6 +107,7 @@ def identify(
             u = unit.to_dict()
             u["unit_code"] = code
             row |= {c: u.get(c, "") for c in SUBMISSION_UNIT_COLUMNS}
+            row["unit_name"] = u.get("full_name") or u.get("unit_name", "")
         else:
             row |= {c: "" for c in SUBMISSION_UNIT_COLUMNS}
             row["unit_name"] = name or code

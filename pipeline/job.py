@@ -188,7 +188,7 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
     subs["report_date"] = dates.reindex(subs.index)
     subs["received"] = [dt.datetime.fromtimestamp(m).isoformat(timespec="seconds") for m in subs["mtime"]]
     subs, resub = choose_submissions(subs)
-    dropped = subs.index[~subs["chosen"]]
+    dropped = [r["submission"] for r in resub]
     findings = result.findings[~result.findings["submission"].isin(dropped)]
     if resub:
         extra = pd.DataFrame(resub).join(subs[["file", "unit_code", "unit_name"]], on="submission")

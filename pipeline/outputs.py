@@ -46,7 +46,8 @@ def values_table(values: pd.DataFrame, submissions: pd.DataFrame, definition, pe
     """The tidy values in VALUES_COLUMNS: `value` is the figure used (recomputed for totals), `raw` the
     text the ward typed."""
     meta = definition.frame
-    v = values.join(submissions[["unit_code", "unit_name", "district_name", "file"]], on="submission")
+    cols = ["unit_code", "unit_name", "district_name", "file"]
+    v = values.drop(columns=cols + ["district_code"], errors="ignore").join(submissions[cols], on="submission")
     raw = v["raw"].map(
         lambda x: "" if x is None else (str(int(x)) if isinstance(x, float) and x.is_integer() else str(x))
     )

@@ -278,9 +278,9 @@ def make_samples(out: Path, period: str = "2020-H1", definition: Definition | No
             want |= {"conference_attendees": None, "waste_collection_rate": 92.0}
         elif code == "07084":  # hedged and inconsistent figures
             values["households"] = f"khoảng {values['households']:,}".replace(",", ".")
-            values["health.female"] = int(values.get("health.participants") or 0) + 15
-            values["health.classes"] = values.get("health.classes") or 2
-            values["health.participants"] = values.get("health.participants") or 60
+            row = next(r for r in _ROWS if values.get(f"{r}.participants"))
+            values[f"{row}.female"] = values[f"{row}.participants"] + 15
+            values["total.female"] = sum(values.get(f"{r}.female", 0) for r in _ROWS)
             render(name, unit, values)
             want = {"households": float(want["households"])}
         elif code == "07087":  # the blank template, unit typed by the ward without its code
