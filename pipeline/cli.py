@@ -75,24 +75,8 @@ def _progress(quiet: bool):
     return update
 
 
-def _log_to(out_dir: Path) -> Path:
-    import logging
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "tonghop.log"
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logger = logging.getLogger("tonghop")
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    return path
-
-
 def cmd_consolidate(args: argparse.Namespace) -> int:
-    import logging
-
-    from pipeline.job import OutputError, consolidate_inbox
+    from pipeline.job import OutputError, RunError, consolidate_inbox
     from pipeline.run import Options
     from pipeline.units import load_units
 
@@ -106,11 +90,6 @@ def cmd_consolidate(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     units = load_units(args.units)
     try:
-        log_path = _log_to((args.out / period).resolve())
-    except OSError as exc:
-        print(f"Không ghi được vào thư mục kết quả «{args.out}»: {exc.strerror or exc}.", file=sys.stderr)
-        return EXIT_OUTPUT
-    try:
         summary = consolidate_inbox(
             args.inbox,
             args.out,
@@ -119,15 +98,17 @@ def cmd_consolidate(args: argparse.Namespace) -> int:
             units,
             strict=args.strict,
             feedback=not args.no_feedback,
-            options=Options(period=period, timeout=args.timeout),
+            options=Options(period=period, timeout=args.timeout, jobs=max(1, args.jobs)),
             on_progress=_progress(args.quiet),
         )
     except OutputError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_OUTPUT
-    except Exception:
-        logging.getLogger("tonghop").exception("run failed")
-        print(f"Đã xảy ra lỗi ngoài dự kiến; chi tiết được ghi trong {log_path}.", file=sys.stderr)
+    except RunError as exc:
+        print(
+            f"Đã xảy ra lỗi ngoài dự kiến nên chưa ghi kết quả; chi tiết được ghi trong {exc}.",
+            file=sys.stderr,
+        )
         return EXIT_OUTPUT
     print(
         f"Kỳ báo cáo {definition.period_label(period)}: đã nhận {summary.received}/{summary.expected} đơn vị "

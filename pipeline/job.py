@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ from filelock import FileLock, Timeout
 
 from pipeline import __version__
 from pipeline.consolidate import choose_submissions, consolidate
-from pipeline.definition import Definition
+from pipeline.definition import NUMERIC, Definition
 from pipeline.findings import make_findings, sort_findings
 from pipeline.outputs import VALUES_COLUMNS, findings_table, values_table, write_csv, write_manifest
 from pipeline.run import Options, check_files
@@ -69,12 +71,41 @@ def _sha256(path: Path) -> str:
 
 
 def _feedback_values(values: pd.DataFrame) -> dict[int, dict[str, object]]:
-    """submission → field → what to show in its feedback workbook (raw as typed; totals recomputed)."""
-    shown = values["raw"].where(~values["is_total"], values["value"])
+    """submission → field → what to show in its feedback workbook: figures that read cleanly as numbers
+    (so "02" becomes 2 and the sheet's own formulas add it up), totals recomputed, anything else as typed."""
+    clean = values["type"].isin(NUMERIC) & values["parse_rule"].isna() & values["value"].notna()
+    shown = values["raw"].where(~(clean | values["is_total"]), values["value"])
     out: dict[int, dict[str, object]] = {}
     for sub, fid, v in zip(values["submission"], values["field"], shown, strict=True):
         out.setdefault(sub, {})[fid] = v
     return out
+
+
+def _marks(mine: pd.DataFrame) -> dict:
+    """field → Mark for one submission's findings: the worst severity, every message in the comment."""
+    from pipeline.template import Mark
+
+    marks: dict = {}
+    for fid, sev, msg in zip(mine["field"], mine["severity"], mine["message"], strict=True):
+        if not isinstance(fid, str) or not fid:
+            continue
+        old = marks.get(fid)
+        if old is None:
+            marks[fid] = Mark(sev, msg)
+        elif old.severity == "warning" and sev == "error":
+            marks[fid] = Mark(sev, f"{msg}\n{old.comment}")
+        else:
+            marks[fid] = Mark(old.severity, f"{old.comment}\n{msg}")
+    return marks
+
+
+def _render_feedback(task: tuple) -> None:
+    from pipeline.template import render_workbook
+
+    definition, path, period, unit, values, findings = task
+    render_workbook(
+        definition, path, period=period, unit=unit, values=values, marks=_marks(findings), findings=findings
+    )
 
 
 def write_feedback(
@@ -86,39 +117,69 @@ def write_feedback(
     values: pd.DataFrame,
     findings: pd.DataFrame,
     on_progress: Callable | None = None,
+    jobs: int = 1,
 ) -> dict[str, str]:
-    """One feedback workbook per chosen submission with a known unit. Returns unit_code → relative path."""
-    from pipeline.template import Mark, render_workbook
-
+    """One feedback workbook per chosen submission with a known unit, rendered by `jobs` processes
+    (the files are the same whatever `jobs`). Returns unit_code → path relative to `out_dir`."""
     by_code = units.set_index("unit_code")
     shown = _feedback_values(values[values["submission"].isin(chosen.index)])
-    links = {}
-    subs = chosen[chosen["unit_code"].astype(bool)]
-    for n, (sub, row) in enumerate(subs.iterrows(), 1):
-        unit = by_code.loc[row["unit_code"]]
-        rel = f"feedback/{row['unit_code']}-{slug(unit['unit_name'])}.xlsx"
-        mine = findings[findings["submission"] == sub]
-        marks = {}
-        for r in mine[mine["field"].notna() & (mine["field"] != "")].itertuples(index=False):
-            old = marks.get(r.field)
-            if old is None or (old.severity == "warning" and r.severity == "error"):
-                text = r.message if old is None else f"{r.message}\n{old.comment}"
-                marks[r.field] = Mark(r.severity, text)
-            else:
-                marks[r.field] = Mark(old.severity, f"{old.comment}\n{r.message}")
-        render_workbook(
-            definition,
-            out_dir / rel,
-            period=period,
-            unit=unit.to_dict() | {"unit_code": row["unit_code"]},
-            values=shown.get(sub, {}),
-            marks=marks,
-            findings=mine,
-        )
-        links[row["unit_code"]] = rel
-        if on_progress:
-            on_progress("feedback", n, len(subs))
+    by_sub = dict(tuple(findings.groupby("submission", sort=False)))
+    empty = findings.iloc[0:0]
+    links, tasks = {}, []
+    for sub, code in chosen.loc[chosen["unit_code"].astype(bool), "unit_code"].items():
+        unit = by_code.loc[code].to_dict() | {"unit_code": code}
+        rel = f"feedback/{code}-{slug(unit['unit_name'])}.xlsx"
+        tasks.append((definition, out_dir / rel, period, unit, shown.get(sub, {}), by_sub.get(sub, empty)))
+        links[code] = rel
+    if jobs > 1 and len(tasks) > 50:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+            for n, _ in enumerate(pool.map(_render_feedback, tasks, chunksize=32), 1):
+                if on_progress:
+                    on_progress("feedback", n, len(tasks))
+    else:
+        for n, task in enumerate(tasks, 1):
+            _render_feedback(task)
+            if on_progress:
+                on_progress("feedback", n, len(tasks))
     return links
+
+
+class RunError(Exception):
+    """An unexpected failure; the traceback is in the log file named by the message."""
+
+
+def _recover(out: Path, period: str) -> None:
+    """Finish what a killed run left: put back a previous output set it had moved aside, drop partials."""
+    final = out / period
+    for old in sorted(out.glob(f".{period}.old-*")):
+        if not final.exists():
+            old.rename(final)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+    for partial in out.glob(f".{period}.partial-*"):
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _swap(staging: Path, final: Path) -> None:
+    """Replace the previous outputs by the new ones with two renames on one filesystem."""
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    if final.exists():
+        final.rename(old)
+    staging.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _log_handler(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    return handler
 
 
 def consolidate_inbox(
@@ -133,23 +194,34 @@ def consolidate_inbox(
     options: Options | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> Summary:
-    """Run the whole job; raises OutputError when the output folder cannot be written."""
+    """Run the whole job into a staging folder, then swap it in for `<out>/<period>/`.
+
+    A run killed halfway leaves the previous outputs as they were. Raises OutputError when the
+    output folder cannot be written or another run holds it, RunError on an unexpected failure.
+    """
     t = {"start": time.perf_counter()}
-    out_dir = (out / period).resolve()
+    out = Path(out).resolve()
+    final = out / period
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(out_dir / ".tonghop.lock"), timeout=0)
+        out.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(out / f".{period}.lock"), timeout=0)
         lock.acquire()
     except Timeout:
         raise OutputError(
-            f"Một lần chạy khác đang ghi vào thư mục {out_dir}. Đề nghị chờ lần chạy đó xong."
+            f"Một lần chạy khác đang ghi vào thư mục {final}. Đề nghị chờ lần chạy đó xong rồi chạy lại."
         ) from None
     except OSError as exc:
-        raise OutputError(f"Không ghi được vào thư mục {out_dir}: {exc.strerror or exc}.") from None
+        raise OutputError(f"Không ghi được vào thư mục {out}: {exc.strerror or exc}.") from None
+    staging = out / f".{period}.partial-{os.getpid()}"
+    handler = None
     try:
-        return _run(
+        _recover(out, period)
+        staging.mkdir()
+        handler = _log_handler(staging / "tonghop.log")
+        log.info("tonghop %s: inbox %s, period %s", __version__, inbox, period)
+        summary = _run(
             inbox,
-            out_dir,
+            staging,
             period,
             definition,
             units,
@@ -159,10 +231,29 @@ def consolidate_inbox(
             on_progress,
             t,
         )
+        log.info("done: %s", summary.timings)
+        log.removeHandler(handler)
+        handler.close()
+        handler = None
+        _swap(staging, final)
     except OSError as exc:
-        raise OutputError(f"Không ghi được kết quả vào thư mục {out_dir}: {exc.strerror or exc}.") from None
+        log.exception("cannot write outputs")
+        raise OutputError(f"Không ghi được kết quả vào thư mục {final}: {exc.strerror or exc}.") from None
+    except Exception:
+        log.exception("run failed")
+        kept = out / f"{period}-loi.log"
+        if (staging / "tonghop.log").exists():
+            shutil.copyfile(staging / "tonghop.log", kept)
+        raise RunError(str(kept)) from None
     finally:
+        if handler is not None:
+            log.removeHandler(handler)
+            handler.close()
+        shutil.rmtree(staging, ignore_errors=True)
         lock.release()
+    summary.out_dir = final
+    summary.district_files = [final / p.name for p in summary.district_files]
+    return summary
 
 
 def _run(inbox, out_dir, period, definition, units, strict, feedback, options, on_progress, t) -> Summary:
@@ -199,7 +290,17 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
 
     chosen = subs[subs["chosen"]]
     links = (
-        write_feedback(definition, out_dir, period, units, chosen, result.values, findings, on_progress)
+        write_feedback(
+            definition,
+            out_dir,
+            period,
+            units,
+            chosen,
+            result.values,
+            findings,
+            on_progress,
+            jobs=options.jobs,
+        )
         if feedback
         else {}
     )

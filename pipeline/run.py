@@ -35,6 +35,7 @@ class Options:
     isolate: bool = True
     timeout: float = 60.0
     memory_mb: int = 2048
+    jobs: int = 1  # processes writing feedback workbooks
     limits: Limits = field(default_factory=Limits)
 
 

@@ -209,11 +209,68 @@ def test_inbox_missing_is_a_usage_error(tmp_path):
     assert main(["consolidate", "--inbox", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
 
 
-def test_unwritable_output_exits_3(run, tmp_path):
-    inbox, _ = run
-    target = tmp_path / "ro"
-    target.mkdir()
-    (target / PERIOD).write_text("not a folder")
-    assert (
-        main(["consolidate", "--inbox", str(inbox), "--out", str(target), "--period", PERIOD, "--quiet"]) == 3
+def _consolidate(inbox, out, *extra):
+    return main(
+        ["consolidate", "--inbox", str(inbox), "--out", str(out), "--period", PERIOD, "--quiet", *extra]
     )
+
+
+def test_unwritable_output_exits_3(run, tmp_path, capsys):
+    inbox, _ = run
+    target = tmp_path / "not-a-folder"
+    target.write_text("x")
+    assert _consolidate(inbox, target) == 3
+    assert "Không ghi được" in capsys.readouterr().err
+
+
+def test_full_disk_keeps_previous_outputs(run, tmp_path, monkeypatch, capsys):
+    inbox, _ = run
+    assert _consolidate(inbox, tmp_path, "--no-feedback") == 0
+    before = _hashes(tmp_path / PERIOD)
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("pipeline.job.write_csv", full)
+    assert _consolidate(inbox, tmp_path, "--no-feedback") == 3
+    assert "No space left on device" in capsys.readouterr().err
+    assert _hashes(tmp_path / PERIOD) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".{PERIOD}.lock", PERIOD]
+
+
+def test_a_second_run_on_the_same_folder_is_refused(run, tmp_path, capsys):
+    from filelock import FileLock
+
+    inbox, _ = run
+    with FileLock(str(tmp_path / f".{PERIOD}.lock")):
+        assert _consolidate(inbox, tmp_path) == 3
+    assert "Một lần chạy khác" in capsys.readouterr().err
+
+
+def test_killed_run_leaves_previous_outputs(run, tmp_path, monkeypatch):
+    inbox, _ = run
+    assert _consolidate(inbox, tmp_path, "--no-feedback") == 0
+    before = _hashes(tmp_path / PERIOD)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("pipeline.job.write_manifest", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _consolidate(inbox, tmp_path, "--no-feedback")
+    assert _hashes(tmp_path / PERIOD) == before
+    assert not list(tmp_path.glob(f".{PERIOD}.partial-*"))
+
+
+def test_unexpected_failure_is_logged_not_shown(run, tmp_path, monkeypatch, capsys):
+    inbox, _ = run
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr("pipeline.job.consolidate", boom)
+    assert _consolidate(inbox, tmp_path) == 3
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "chi tiết được ghi trong" in err
+    log = (tmp_path / f"{PERIOD}-loi.log").read_text(encoding="utf-8")
+    assert "RuntimeError: bug" in log

@@ -1,0 +1,220 @@
+"""Broken, foreign and hostile files through the whole run: it never crashes, hangs or loses anything.
+
+The guard's own cases (zip bombs, encrypted files, ...) are in test_guard.py; here they go through
+`tonghop consolidate` and `tonghop check` together with good files.
+"""
+
+import csv
+import io
+import json
+import re
+import time
+import zipfile
+from pathlib import Path
+
+import openpyxl
+import pytest
+import python_calamine as pc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline.cli import main
+from pipeline.definition import load_definition
+from pipeline.samples import plausible
+from pipeline.template import render_workbook
+from pipeline.units import load_units
+
+DEF = load_definition()
+UNITS = load_units().set_index("unit_code")
+PERIOD = "2020-H1"
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+EVIL = [
+    '=HYPERLINK("http://evil.example/x","bấm vào đây")',
+    "=cmd|' /C calc'!A0",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "+1+1",
+    "-2+3",
+    "{=1+1}",
+    "http://evil.example",
+    "\tTAB",
+    "mailto:a@b.c",
+]
+
+
+def unit(code):
+    return UNITS.loc[code].to_dict() | {"unit_code": code}
+
+
+def good(folder: Path, code: str = "07096", **values) -> Path:
+    path = folder / f"{code}.xlsx"
+    render_workbook(DEF, path, period=PERIOD, unit=unit(code), values=plausible(code) | values)
+    return path
+
+
+def run_consolidate(inbox: Path, out: Path, *extra) -> int:
+    return main(
+        ["consolidate", "--inbox", str(inbox), "--out", str(out), "--period", PERIOD, "--quiet", *extra]
+    )
+
+
+def read_findings(out: Path) -> list[dict]:
+    with (out / PERIOD / "findings.csv").open(encoding="utf-8-sig", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_bad_files_get_one_finding_each_and_good_files_still_consolidate(tmp_path, capsys):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    good(inbox, "07096")
+    (inbox / "rong.xlsx").write_bytes(b"")
+    full = io.BytesIO()
+    render_workbook(DEF, full, period=PERIOD, unit=unit("07099"), values=plausible("07099"))
+    (inbox / "07099-cut.xlsx").write_bytes(full.getvalue()[: len(full.getvalue()) // 2])
+    (inbox / "07102.xls").write_text("ma,ten\n07102,Thủy An\n", encoding="utf-8")
+    (inbox / "07105.xlsx").write_bytes(b"%PDF-1.4\n%\xe2\xe3\n1 0 obj<<>>endobj\n")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("[Content_Types].xml", "<Types/>")
+        z.writestr("word/document.xml", "<w:document/>")
+    (inbox / "07108.xlsx").write_bytes(buf.getvalue())
+    started = time.perf_counter()
+    assert run_consolidate(inbox, tmp_path / "out") == 0
+    assert time.perf_counter() - started < 120
+    assert "Traceback" not in capsys.readouterr().err
+    findings = read_findings(tmp_path / "out")
+    by_file: dict[str, list[str]] = {}
+    for f in findings:
+        by_file.setdefault(f["file"], []).append(f["rule"])
+    assert by_file["rong.xlsx"] == ["file-empty"]
+    assert by_file["07099-cut.xlsx"] == ["file-truncated"]
+    assert by_file["07102.xls"] == ["file-not-workbook"]
+    assert by_file["07105.xlsx"] == ["file-not-workbook"]
+    assert by_file["07108.xlsx"] == ["file-not-workbook"]
+    assert "07096.xlsx" not in by_file
+    assert all(f["message"].endswith(".") and f["file"] in f["message"] for f in findings)
+    # the unit of a file that could not be read is known from its name and shown as having errors
+    status = pc.CalamineWorkbook.from_path(str(tmp_path / "out" / PERIOD / "thi-xa-dong-trieu.xlsx"))
+    rows = {r[0]: r for r in status.get_sheet_by_name("Tình hình nộp báo cáo").to_python() if r and r[0]}
+    assert "Có lỗi" in rows["07099"] and "Đạt" in rows["07096"]
+
+
+def test_formula_strings_from_wards_stay_text_in_every_output(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    good(
+        inbox,
+        "07096",
+        reporter=EVIL[0],
+        phone=EVIL[1],
+        mobilization_note=EVIL[2],
+        plan_tasks=EVIL[5],
+        households=EVIL[3],
+        population=EVIL[4],
+        quarters=EVIL[6],
+    )
+    assert run_consolidate(inbox, tmp_path / "out") == 0
+    out = tmp_path / "out" / PERIOD
+    for book in [out / "thi-xa-dong-trieu.xlsx", *sorted((out / "feedback").glob("*.xlsx"))]:
+        wb = openpyxl.load_workbook(book)
+        for ws in wb.worksheets:
+            for row in ws.iter_rows():
+                for c in row:
+                    if isinstance(c.value, str) and any(e in c.value for e in EVIL[:3]):
+                        assert c.data_type == "s", (book.name, ws.title, c.coordinate, c.value)
+        with zipfile.ZipFile(book) as z:
+            for name in z.namelist():
+                text = z.read(name).decode("utf-8", "replace")
+                if name.startswith("xl/worksheets/sheet"):
+                    assert not [f for f in re.findall(r"<f>(.*?)</f>", text) if "cmd" in f or "evil" in f]
+                if name.endswith(".rels"):
+                    assert "evil.example" not in text and "mailto:" not in text
+    for name in ("values.csv", "findings.csv"):
+        with (out / name).open(encoding="utf-8-sig", newline="") as fh:
+            for row in csv.reader(fh):
+                for v in row:
+                    assert not v.startswith(("=", "+", "-", "@", "\t", "\r")), (name, v)
+
+
+def test_file_names_cannot_escape_the_output_folder(tmp_path):
+    inbox = tmp_path / "inbox"
+    (inbox / "a").mkdir(parents=True)
+    (inbox / "b").mkdir()
+    good(inbox / "a", "07096")
+    good(inbox / "b", "07099").rename(inbox / "b" / "07096.xlsx")  # same name, another folder
+    long = inbox / ("..%2F..%2Fetc ‮ passwd " + "ư" * 60 + ".xlsx")
+    good(inbox, "07102").rename(long)
+    out = tmp_path / "out"
+    assert run_consolidate(inbox, out) == 0
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and inbox not in p.parents]
+    assert all(out in p.parents for p in written)
+    findings = read_findings(out)
+    assert {"a/07096.xlsx", "b/07096.xlsx"} <= {r["file"] for r in _values(out)}
+    assert not [f for f in findings if f["rule"] in ("file-duplicate", "file-superseded")]
+    assert len(list((out / PERIOD / "feedback").glob("*.xlsx"))) == 3
+
+
+def _values(out: Path) -> list[dict]:
+    with (out / PERIOD / "values.csv").open(encoding="utf-8-sig", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_check_never_shows_a_traceback(tmp_path, capsys):
+    bad = tmp_path / "x.xlsx"
+    bad.write_bytes(b"PK\x03\x04garbage")
+    assert main(["check", str(bad)]) == 1
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    assert "x.xlsx" in captured.out
+
+
+@pytest.mark.corpus
+def test_real_world_corpus_never_crashes_or_hangs(tmp_path, capsys):
+    if not CORPUS.is_dir():
+        pytest.skip(f"../shared/corpus not found at {CORPUS}: the corpus test runs only where it exists")
+    files = sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.name != "MANIFEST.tsv")
+    assert len(files) >= 70
+    started = time.perf_counter()
+    assert main(["check", "--json", "--timeout", "20", *map(str, files)]) in (0, 1)
+    items = json.loads(capsys.readouterr().out)
+    assert time.perf_counter() - started < 600
+    seen = {i["file"] for i in items}
+    # every file is either reported (not the template, unreadable, ...) or read without findings
+    assert len(seen) >= len(files) - 5
+    assert all(i["message"] for i in items)
+
+
+CELL_VALUES = st.one_of(
+    st.text(max_size=40),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["#DIV/0!", "#N/A", "#VALUE!", "x" * 40_000, "\x00\x01\x1f", "8.28", "gần 8.000", *EVIL]),
+    st.dates(),
+    st.booleans(),
+)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.dictionaries(st.sampled_from(sorted(DEF.fields)), CELL_VALUES, max_size=12))
+def test_any_cell_values_give_a_complete_run_whose_outputs_open(tmp_path_factory, values):
+    base = tmp_path_factory.mktemp("prop")
+    inbox = base / "inbox"
+    inbox.mkdir()
+    path = good(inbox, "07096")
+    wb = openpyxl.load_workbook(path)
+    for fid, v in values.items():
+        f = DEF.fields[fid]
+        if isinstance(v, str):
+            v = "".join(ch for ch in v if ch >= " " or ch in "\t\n")[:32_000]
+        wb[DEF.sheet(f.sheet).name][f.cell].value = v
+        wb[DEF.sheet(f.sheet).name][f.cell].data_type = (
+            "s" if isinstance(v, str) else wb[DEF.sheet(f.sheet).name][f.cell].data_type
+        )
+    wb.save(path)
+    assert run_consolidate(inbox, base / "out") == 0
+    out = base / "out" / PERIOD
+    for book in [out / "thi-xa-dong-trieu.xlsx", *(out / "feedback").glob("*.xlsx")]:
+        workbook = pc.CalamineWorkbook.from_path(str(book))
+        for name in workbook.sheet_names:
+            workbook.get_sheet_by_name(name).to_python()
+    json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert _values(base / "out")
