@@ -174,11 +174,14 @@ def _schema_findings(definition: Definition, df: pd.DataFrame) -> list[pd.DataFr
                 col=[fields[f].table_col for f in part["field"]],
             )
             wide = part.pivot(index=["submission", "row"], columns="col", values="v")
-            fails = run_schema(ss, wide)
+            keys = wide.index  # validate on plain positions: failure indexes then map back exactly
+            fails = run_schema(ss, wide.reset_index(drop=True))
             if fails.empty:
                 continue
-            fails["submission"] = [i[0] for i in fails["index"]]
-            fails["field"] = [f"{i[1]}.{c}" for i, c in zip(fails["index"], fails["column"], strict=True)]
+            pos = fails["index"].astype(int).to_numpy()
+            fails["submission"] = keys.get_level_values(0)[pos]
+            fails["field"] = [f"{r}.{c}" for r, c in zip(keys.get_level_values(1)[pos], fails["column"],
+                                                        strict=True)]
         out.append(fails[["submission", "field", "rule", "detail"]])
     return out
 
