@@ -190,6 +190,11 @@ COMMANDS = {"templates": cmd_templates, "check": cmd_check, "consolidate": cmd_c
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    # developer detail goes to the run's log file (consolidate), never to an officer's terminal
+    logging.getLogger("tonghop").addHandler(logging.NullHandler())
+    logging.getLogger("tonghop").propagate = False
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -265,8 +265,8 @@ def _mark_percent_formats(
                                 pct_cells.add((sheet, ref.decode()))
             else:
                 return
-    except (OSError, zipfile.BadZipFile, KeyError):
-        return
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError, SyntaxError):
+        return  # defusedxml refuses entities (a ValueError); a broken file just keeps no percent flag
     for i in todo:
         fid, raw, ref, _ = out.cells[i]
         if (sheet_of.get(fid), ref) in pct_cells:

@@ -218,3 +218,37 @@ def test_any_cell_values_give_a_complete_run_whose_outputs_open(tmp_path_factory
             workbook.get_sheet_by_name(name).to_python()
     json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert _values(base / "out")
+
+
+def test_openpyxl_uses_defusedxml():
+    assert openpyxl.DEFUSEDXML is True
+
+
+BOMB = (
+    '<!DOCTYPE sst [<!ENTITY a "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa">'
+    + "".join(f'<!ENTITY {n} "{("&" + p + ";") * 10}">' for p, n in zip("abcdefgh", "bcdefghi", strict=True))
+    + '<!ENTITY x SYSTEM "file:///etc/passwd"><!ENTITY web SYSTEM "http://127.0.0.1:9/x">]>'
+)
+
+
+@pytest.mark.parametrize("member", ["xl/sharedStrings.xml", "xl/workbook.xml", "xl/worksheets/sheet2.xml"])
+def test_entity_bombs_and_external_entities_are_never_expanded(tmp_path, capsys, member):
+    src = good(tmp_path, "07096")
+    bad = tmp_path / "bomb.xlsx"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(bad, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename == member:
+                text = data.decode("utf-8")
+                head, sep, rest = text.partition("?>")
+                text = head + sep + BOMB + rest
+                text = text.replace("<t>Hướng dẫn</t>", "<t>&i;&x;&web;</t>", 1).replace(
+                    "<t>", "<t>&i;&x;", 1)
+                data = text.encode("utf-8")
+            zout.writestr(item, data)
+    started = time.perf_counter()
+    code = main(["check", "--json", str(bad)])
+    assert time.perf_counter() - started < 30
+    out = capsys.readouterr().out
+    assert code in (0, 1) and "root:" not in out and "a" * 1000 not in out
+    json.loads(out)
