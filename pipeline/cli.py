@@ -66,7 +66,8 @@ def _progress(quiet: bool):
         bar = bars.get(stage)
         if bar is None:
             bar = bars[stage] = tqdm(
-                total=total, desc=labels.get(stage, stage), unit="tệp", leave=False, file=sys.stderr
+                total=total, desc=labels.get(stage, stage), unit="tệp", leave=False, file=sys.stderr,
+                disable=None,  # only on a terminal: no stray bar in logs or CI output
             )
         bar.update(done - bar.n)
         if done >= total:
