@@ -66,7 +66,11 @@ def _progress(quiet: bool):
         bar = bars.get(stage)
         if bar is None:
             bar = bars[stage] = tqdm(
-                total=total, desc=labels.get(stage, stage), unit="tệp", leave=False, file=sys.stderr,
+                total=total,
+                desc=labels.get(stage, stage),
+                unit="tệp",
+                leave=False,
+                file=sys.stderr,
                 disable=None,  # only on a terminal: no stray bar in logs or CI output
             )
         bar.update(done - bar.n)
@@ -121,8 +125,11 @@ def cmd_consolidate(args: argparse.Namespace) -> int:
     if summary.skipped:
         print(f"Bỏ qua {len(summary.skipped)} tệp không phải bảng tính: {', '.join(summary.skipped)}.")
     print(f"Kết quả trong thư mục {summary.out_dir}:")
-    for p in summary.district_files:
-        print(f"  - {p.name} (bảng tổng hợp)")
+    if len(summary.district_files) <= 5:
+        for p in summary.district_files:
+            print(f"  - {p.name} (bảng tổng hợp)")
+    else:
+        print(f"  - {len(summary.district_files)} bảng tổng hợp, mỗi huyện một tệp")
     print(f"  - feedback/ ({summary.feedback_files} tệp phản hồi cho các đơn vị)")
     print("  - values.csv, findings.csv, manifest.json")
     return EXIT_OK

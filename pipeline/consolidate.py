@@ -39,25 +39,31 @@ def choose_submissions(submissions: pd.DataFrame) -> tuple[pd.DataFrame, list[di
     # identical files: the first by name is the original, whatever the file times say
     by_name = s[s["unit_code"].astype(bool)].sort_values(["unit_code", "file"], kind="stable")
     dup = by_name.duplicated(["unit_code", "sha256"])
-    first = by_name[~dup].set_index(["unit_code", "sha256"])["file"]
-    for sub, row in by_name[dup].iterrows():
-        findings.append({"submission": sub, "rule": "file-duplicate",
-                         "detail": first[(row["unit_code"], row["sha256"])]})
+    original = by_name[~dup].set_index(["unit_code", "sha256"])["file"]
+    dups = by_name[dup]
+    findings = [
+        {"submission": sub, "rule": "file-duplicate", "detail": original[(code, sha)]}
+        for sub, code, sha in zip(dups.index, dups["unit_code"], dups["sha256"], strict=True)
+    ]
+    # of the distinct files of a unit, the newest wins
     order = by_name[~dup].assign(_d=s["report_date"].fillna(""), _m=s["mtime"].fillna(0.0))
-    order = order.sort_values(["_d", "_m", "file"], ascending=[False, False, True], kind="stable")
-    for code, group in order.groupby("unit_code", sort=False):
-        winner = None
-        for sub, _row in group.iterrows():
-            if winner is None:
-                winner = sub
-                s.at[sub, "chosen"] = True
-            else:
-                findings.append(
-                    {"submission": sub, "rule": "file-superseded", "detail": s.at[winner, "file"]}
-                )
-        mine = by_name["file"][by_name["unit_code"] == code]
-        others = [f for f in mine if f != s.at[winner, "file"]]
-        s.at[winner, "superseded"] = "; ".join(sorted(others))
+    order = order.sort_values(
+        ["unit_code", "_d", "_m", "file"], ascending=[True, False, False, True], kind="stable"
+    )
+    winners = order[~order.duplicated("unit_code")]
+    s.loc[winners.index, "chosen"] = True
+    winner_file = winners.set_index("unit_code")["file"]
+    losers = order[order.duplicated("unit_code")]
+    findings += [
+        {"submission": sub, "rule": "file-superseded", "detail": winner_file[code]}
+        for sub, code in zip(losers.index, losers["unit_code"], strict=True)
+    ]
+    others = (
+        by_name[~by_name.index.isin(winners.index)]
+        .groupby("unit_code")["file"]
+        .agg(lambda files: "; ".join(sorted(files)))
+    )
+    s.loc[winners.index, "superseded"] = others.reindex(winners["unit_code"]).fillna("").to_numpy()
     return s, findings
 
 

@@ -44,16 +44,17 @@ def identify(
     (frame indexed by submission with SUBMISSION_UNIT_COLUMNS + period + report_date, findings).
     """
     f_code, f_name, f_period = (definition.role(r) for r in ("unit_code", "unit_name", "period"))
-    by = values.set_index(["submission", "field"])
+    roles = values[values["field"].isin([f_code.id, f_name.id, f_period.id])]
+    found = {
+        (s, f): (_clean(r), c)
+        for s, f, r, c in zip(roles["submission"], roles["field"], roles["raw"], roles["cell"], strict=True)
+    }
     by_code = units.set_index("unit_code")
     by_key = units.drop_duplicates("key").set_index("key")
     rows, findings = [], []
 
     def cell(sub: int, fid: str) -> tuple[str, str]:
-        if (sub, fid) in by.index:
-            r = by.loc[(sub, fid)]
-            return _clean(r["raw"]), r["cell"]
-        return "", definition.fields[fid].cell
+        return found.get((sub, fid)) or ("", definition.fields[fid].cell)
 
     for sub, meta in metas.items():
         code, code_cell = cell(sub, f_code.id)
@@ -77,14 +78,28 @@ def identify(
             code = code.zfill(5)
         else:
             if code:  # a code that is not in the list is wrong even when the name tells the unit
-                findings.append({"submission": sub, "field": f_code.id, "cell": code_cell,
-                                 "rule": "unit-unknown", "value": code})
+                findings.append(
+                    {
+                        "submission": sub,
+                        "field": f_code.id,
+                        "cell": code_cell,
+                        "rule": "unit-unknown",
+                        "value": code,
+                    }
+                )
             if name and unit_key(name) in by_key.index:
                 unit = by_key.loc[unit_key(name)]
                 code = unit.get("unit_code", unit.name)
             elif name and not code:
-                findings.append({"submission": sub, "field": f_name.id, "cell": name_cell,
-                                 "rule": "unit-unknown", "value": name})
+                findings.append(
+                    {
+                        "submission": sub,
+                        "field": f_name.id,
+                        "cell": name_cell,
+                        "rule": "unit-unknown",
+                        "value": name,
+                    }
+                )
         if unit is None and not code and not name:
             findings.append(
                 {"submission": sub, "field": f_name.id, "cell": name_cell, "rule": "unit-missing"}

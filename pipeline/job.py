@@ -131,21 +131,113 @@ def write_feedback(
         rel = f"feedback/{code}-{slug(unit['unit_name'])}.xlsx"
         tasks.append((definition, out_dir / rel, period, unit, shown.get(sub, {}), by_sub.get(sub, empty)))
         links[code] = rel
-    if jobs > 1 and len(tasks) > 50:
+    _map(
+        _render_feedback,
+        tasks,
+        jobs,
+        (lambda n: on_progress("feedback", n, len(tasks))) if on_progress else None,
+    )
+    return links
+
+
+def _district_names(districts: pd.DataFrame) -> dict[str, str]:
+    """district_code → file name: the district's slug, with its province's (then its code) where two
+    districts share a name (Vietnam has many "Huyện Châu Thành")."""
+    names = {c: slug(n) for c, n in zip(districts["district_code"], districts["district_name"], strict=True)}
+    taken = pd.Series(names).duplicated(keep=False)
+    for code, province in zip(districts["district_code"], districts["province_name"], strict=True):
+        if taken.get(code, False):
+            names[code] = f"{names[code]}-{slug(province)}"
+    taken = pd.Series(names).duplicated(keep=False)
+    return {c: (f"{n}-{c}" if taken.get(c, False) else n) + ".xlsx" for c, n in names.items()}
+
+
+def _write_district(task: tuple) -> None:
+    from pipeline.district import write_district_workbook
+
+    path, definition, kwargs = task
+    write_district_workbook(path, definition, **kwargs)
+
+
+def write_districts(
+    definition: Definition,
+    out_dir: Path,
+    period: str,
+    cons,
+    findings: pd.DataFrame,
+    values: pd.DataFrame,
+    links: dict[str, str],
+    jobs: int = 1,
+) -> list[Path]:
+    """One consolidated workbook per district of the units list; findings that belong to no unit (a
+    file nobody could be named for) go to every district. Returns the paths."""
+    run_date = dt.date.today().strftime("%d/%m/%Y")
+    district_of = cons.units.set_index("unit_code")["district_code"]
+    num = cons.used[cons.used["value"].notna()].pivot_table(
+        index="unit_code", columns="field", values="value", aggfunc="first"
+    )
+    num_by = dict(tuple(num.groupby(district_of.reindex(num.index).to_numpy()))) if not num.empty else {}
+    findings = findings.assign(
+        label=findings["field"].map(definition.frame["label"]).fillna(""),
+        _d=findings["unit_code"].map(district_of),
+    )
+    orphan = findings[findings["_d"].isna()].drop(columns="_d")
+    find_by = {d: f.drop(columns="_d") for d, f in findings.groupby("_d")}
+    val_by = dict(tuple(values.groupby(values["unit_code"].map(district_of))))
+    dist_by = dict(tuple(cons.district.groupby("district_code")))
+    choice_by = dict(tuple(cons.choices.groupby("district_code")))
+    districts = cons.units.drop_duplicates("district_code").sort_values("district_code")
+    names = _district_names(districts)
+    tasks, paths = [], []
+    for dcode, dunits in cons.units.groupby("district_code", sort=True):
+        first = dunits.iloc[0]
+        mine = find_by.get(dcode, orphan.iloc[0:0])
+        path = out_dir / names[dcode]
+        tasks.append(
+            (
+                path,
+                definition,
+                dict(
+                    district={
+                        "district_code": dcode,
+                        "district_name": first["district_name"],
+                        "province_name": first["province_name"],
+                    },
+                    period=period,
+                    run_date=run_date,
+                    units=dunits,
+                    figures=num_by.get(dcode, num.iloc[0:0]),
+                    district_values=dist_by.get(dcode, cons.district.iloc[0:0]),
+                    choices=choice_by.get(dcode, cons.choices.iloc[0:0]),
+                    findings=pd.concat([mine, orphan]) if not orphan.empty else mine,
+                    values=val_by.get(dcode, values.iloc[0:0]),
+                    feedback_links={c: links[c] for c in dunits["unit_code"] if c in links},
+                ),
+            )
+        )
+        paths.append(path)
+    _map(_write_district, tasks, jobs)
+    return paths
+
+
+def _map(func: Callable, tasks: list, jobs: int, on_done: Callable[[int], None] | None = None) -> None:
+    """Run func over tasks, in `jobs` forked processes when that can pay; results are files."""
+    if jobs > 1 and len(tasks) > 8:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
-            for n, _ in enumerate(pool.map(_render_feedback, tasks, chunksize=32), 1):
-                if on_progress:
-                    on_progress("feedback", n, len(tasks))
+            for n, _ in enumerate(
+                pool.map(func, tasks, chunksize=max(1, min(32, len(tasks) // (4 * jobs)))), 1
+            ):
+                if on_done:
+                    on_done(n)
     else:
         for n, task in enumerate(tasks, 1):
-            _render_feedback(task)
-            if on_progress:
-                on_progress("feedback", n, len(tasks))
-    return links
+            func(task)
+            if on_done:
+                on_done(n)
 
 
 class RunError(Exception):
@@ -257,8 +349,6 @@ def consolidate_inbox(
 
 
 def _run(inbox, out_dir, period, definition, units, strict, feedback, options, on_progress, t) -> Summary:
-    from pipeline.district import write_district_workbook
-
     books, others = discover(inbox)
     names = [str(p.relative_to(inbox)) for p in books]
     t["discover"] = time.perf_counter()
@@ -308,38 +398,7 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
     vt = values_table(cons.used, subs, definition, period)
     write_csv(vt[VALUES_COLUMNS], out_dir / "values.csv")
     write_csv(findings_table(findings), out_dir / "findings.csv")
-    run_date = dt.date.today().strftime("%d/%m/%Y")
-    district_files = []
-    num = cons.used[cons.used["value"].notna()].pivot_table(
-        index="unit_code", columns="field", values="value", aggfunc="first"
-    )
-    meta = definition.frame
-    for dcode, dunits in cons.units.groupby("district_code", sort=True):
-        first = dunits.iloc[0]
-        codes = set(dunits["unit_code"])
-        dfind = findings[
-            findings["unit_code"].isin(codes) | findings["unit_code"].isna() | (findings["unit_code"] == "")
-        ]
-        path = out_dir / f"{slug(first['district_name'])}.xlsx"
-        write_district_workbook(
-            path,
-            definition,
-            district={
-                "district_code": dcode,
-                "district_name": first["district_name"],
-                "province_name": first["province_name"],
-            },
-            period=period,
-            run_date=run_date,
-            units=dunits,
-            figures=num[num.index.isin(codes)],
-            district_values=cons.district[cons.district["district_code"] == dcode],
-            choices=cons.choices[cons.choices["district_code"] == dcode],
-            findings=dfind.assign(label=dfind["field"].map(meta["label"]).fillna("")),
-            values=vt[vt["unit_code"].isin(codes)],
-            feedback_links=links,
-        )
-        district_files.append(path)
+    district_files = write_districts(definition, out_dir, period, cons, findings, vt, links, options.jobs)
     t["write"] = time.perf_counter()
     stages = {
         "discover": t["discover"] - t["start"],
@@ -348,6 +407,7 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
         "feedback": t["feedback"] - t["consolidate"],
         "write": t["write"] - t["feedback"],
     }
+    read_names = set(subs["file"])
     n_err = int((findings["severity"] == "error").sum())
     n_warn = int((findings["severity"] == "warning").sum())
     received = int((cons.units["status"] != "Chưa nộp").sum())
@@ -362,7 +422,7 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
             + [
                 {"file": str(p.relative_to(inbox)), "sha256": _sha256(p)}
                 for p in books
-                if str(p.relative_to(inbox)) not in set(subs["file"])
+                if str(p.relative_to(inbox)) not in read_names
             ],
             "skipped": [str(p.relative_to(inbox)) for p in others],
             "counts": {

@@ -47,7 +47,8 @@ def values_table(values: pd.DataFrame, submissions: pd.DataFrame, definition, pe
     text the ward typed."""
     meta = definition.frame
     cols = ["unit_code", "unit_name", "district_name", "file"]
-    v = values.drop(columns=cols + ["district_code"], errors="ignore").join(submissions[cols], on="submission")
+    v = values.drop(columns=[*cols, "district_code"], errors="ignore")
+    v = v.join(submissions[cols], on="submission")
     raw = v["raw"].map(
         lambda x: "" if x is None else (str(int(x)) if isinstance(x, float) and x.is_integer() else str(x))
     )
