@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -46,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="chỉ tổng hợp đơn vị không có lỗi")
     p.add_argument("--no-feedback", action="store_true", help="không tạo tệp phản hồi cho từng đơn vị")
     p.add_argument("--timeout", type=float, default=60.0, help="số giây tối đa để đọc một tệp")
-    p.add_argument("--jobs", type=int, default=1, help="số tiến trình ghi tệp phản hồi")
+    p.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1),
+                   help="số tiến trình ghi bảng tổng hợp và tệp phản hồi (mặc định: số lõi, tối đa 4)")
     p.add_argument("--quiet", action="store_true", help="không hiện thanh tiến độ")
     return parser
 
