@@ -274,3 +274,24 @@ def test_unexpected_failure_is_logged_not_shown(run, tmp_path, monkeypatch, caps
     assert "Traceback" not in err and "chi tiết được ghi trong" in err
     log = (tmp_path / f"{PERIOD}-loi.log").read_text(encoding="utf-8")
     assert "RuntimeError: bug" in log
+
+
+def _contents(folder: Path) -> dict[str, object]:
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        rel = str(p.relative_to(folder))
+        if p.suffix == ".xlsx":
+            wb = pc.CalamineWorkbook.from_path(str(p))
+            out[rel] = {n: wb.get_sheet_by_name(n).to_python() for n in wb.sheet_names}
+        elif p.suffix == ".csv":
+            out[rel] = p.read_bytes()
+    return out
+
+
+def test_output_is_the_same_whatever_the_number_of_processes(run, tmp_path):
+    inbox, _ = run
+    assert _consolidate(inbox, tmp_path / "one", "--jobs", "1") == 0
+    assert _consolidate(inbox, tmp_path / "two", "--jobs", "2") == 0
+    one, two = _contents(tmp_path / "one" / PERIOD), _contents(tmp_path / "two" / PERIOD)
+    assert len([k for k in one if k.startswith("feedback/")]) == 18
+    assert one == two
