@@ -66,7 +66,7 @@ _STATUS_COLOURS = {STATUS_OK: ("#006100", "#C6EFCE"), STATUS_ERRORS: ("#9C0006",
 
 
 def _blank(v: object) -> bool:
-    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v))
+    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and not math.isfinite(v))
 
 
 def _number(v: object) -> float | None:

@@ -64,7 +64,7 @@ def _num(x: float) -> str:
 
 
 def _is_blank(v: object) -> bool:
-    return v is None or v is pd.NaT or (isinstance(v, float) and math.isnan(v))
+    return v is None or v is pd.NaT or (isinstance(v, float) and not math.isfinite(v))
 
 
 def _is_number(v: object) -> bool:

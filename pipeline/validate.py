@@ -48,6 +48,9 @@ def parse_cells(definition: Definition, cells: pd.DataFrame) -> tuple[pd.DataFra
     num = df["type"].isin(NUMERIC)
     if num.any():
         parsed = parse_numbers(df.loc[num, "raw"], df.loc[num, "type"], df.loc[num, "pct"])
+        # a figure beyond any real count (1e15) is a typing accident; it must not overflow a sum
+        huge = parsed["value"].abs() >= 1e15
+        parsed.loc[huge, ["value", "rule", "expected"]] = [np.nan, "number-invalid", np.nan]
         df.loc[num, "value"] = parsed["value"].to_numpy()
         bad = parsed[parsed["rule"].notna() & ~df.loc[num, "is_total"].to_numpy()]
         if not bad.empty:
