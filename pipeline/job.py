@@ -152,6 +152,20 @@ def _district_names(districts: pd.DataFrame) -> dict[str, str]:
     return {c: (f"{n}-{c}" if taken.get(c, False) else n) + ".xlsx" for c, n in names.items()}
 
 
+def _data_sheet_values(values: pd.DataFrame) -> pd.DataFrame:
+    """What the "Dữ liệu" sheet shows: the values used, without blank cells, without the columns that
+    are the same on every row of a district workbook, and the raw text only where it differs from the
+    figure (the full table is values.csv)."""
+    shown = values[(values["raw"] != "") | values["value"].notna()]
+    same = shown["raw"] == shown["value"].map(lambda v: "" if v is None or v != v else show_plain(v))
+    return shown.drop(columns=["period", "district"]).assign(raw=shown["raw"].where(~same, ""))
+
+
+def show_plain(v: object) -> str:
+    """A value as values.csv writes its raw text (828.0 → "828")."""
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
+
 def _write_district(task: tuple) -> None:
     from pipeline.district import write_district_workbook
 
@@ -183,7 +197,7 @@ def write_districts(
     )
     orphan = findings[findings["_d"].isna()].drop(columns="_d")
     find_by = {d: f.drop(columns="_d") for d, f in findings.groupby("_d")}
-    val_by = dict(tuple(values.groupby(values["unit_code"].map(district_of))))
+    val_by = dict(tuple(_data_sheet_values(values).groupby(values["unit_code"].map(district_of))))
     dist_by = dict(tuple(cons.district.groupby("district_code")))
     choice_by = dict(tuple(cons.choices.groupby("district_code")))
     districts = cons.units.drop_duplicates("district_code").sort_values("district_code")
