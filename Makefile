@@ -37,7 +37,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 bench: install
-	$(PY) -m pipeline.bench --n $(N)
+	$(PY) bench/bench.py --n $(N)
 
 clean:
 	rm -rf output/* bench/cache
