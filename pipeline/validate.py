@@ -69,6 +69,12 @@ def parse_cells(definition: Definition, cells: pd.DataFrame) -> tuple[pd.DataFra
                 )
             )
         df.loc[num, "parse_rule"] = parsed["rule"].to_numpy()
+    # Excel cuts a cell at 32,767 characters: say so where a ward's text will be cut in the outputs
+    long = df["raw"].map(lambda v: isinstance(v, str) and len(v) > 32_767)
+    if long.any():
+        found.append(pd.DataFrame({"submission": df.loc[long, "submission"], "field": df.loc[long, "field"],
+                                   "cell": df.loc[long, "cell"], "value": df.loc[long, "raw"].str[:200] + "…",
+                                   "rule": "text-too-long"}))
     other = ~num & ~df["blank"]
     df.loc[other, "text"] = df.loc[other, "raw"].map(_text)
     choices = df["type"].eq("choice") & other

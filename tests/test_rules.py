@@ -1,0 +1,101 @@
+"""The rules catalogue: every rule has a severity, a polite Vietnamese message and a test that fires it."""
+
+import zipfile
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from pipeline.definition import load_definition
+from pipeline.findings import render_message
+from pipeline.reader import make_spec, read_workbook
+from pipeline.run import Options, check_files
+from pipeline.samples import plausible
+from pipeline.template import render_workbook
+from pipeline.units import load_units
+
+DEF = load_definition()
+UNITS = load_units()
+TESTS = Path(__file__).resolve().parent
+
+
+def test_every_rule_has_a_message_and_a_test():
+    source = "".join(p.read_text(encoding="utf-8") for p in TESTS.glob("test_*.py"))
+    for rule in DEF.rules.values():
+        assert rule.severity in ("error", "warning")
+        text = render_message(
+            rule.message,
+            {
+                "file": "a.xlsx",
+                "cell": "B9",
+                "sheet": "Hiệu quả",
+                "label": "Số hộ",
+                "value": 1,
+                "expected": 2,
+                "detail": "x",
+                "suggestions": "828",
+                "limit": 60,
+            },
+        )
+        assert text[0].isupper() and text.rstrip().endswith((".", "?")), rule.id
+        assert "{" not in text, rule.id
+        assert f'"{rule.id}"' in source or f"'{rule.id}'" in source, f"no test fires {rule.id}"
+
+
+def _check(path: Path, period: str | None = "2020-H1"):
+    return check_files([path], DEF, UNITS, options=Options(period=period, isolate=False)).findings
+
+
+def _unit(code):
+    return UNITS.set_index("unit_code").loc[code].to_dict() | {"unit_code": code}
+
+
+def test_template_version(tmp_path):
+    path = tmp_path / "old.xlsx"
+    render_workbook(DEF, path, period="2020-H1", unit=_unit("07096"), values=plausible("07096"))
+    wb = openpyxl.load_workbook(path)
+    wb["_tonghop"]["B2"] = "0"
+    wb.save(path)
+    f = _check(path)
+    assert f[["rule", "value", "expected"]].values.tolist() == [
+        ["template-version", "tthtcd-6thang v0", "tthtcd-6thang v1"]
+    ]
+
+
+def test_unit_missing_on_a_blank_template(tmp_path):
+    path = tmp_path / "blank.xlsx"
+    render_workbook(DEF, path, period="2020-H1", values=plausible("07096"))
+    f = _check(path)
+    assert f[["rule", "cell"]].values.tolist() == [["unit-missing", DEF.fields["unit_name"].cell]]
+
+
+def test_sheet_missing(tmp_path):
+    path = tmp_path / "s.xlsx"
+    render_workbook(DEF, path, period="2020-H1", unit=_unit("07096"), values=plausible("07096"))
+    wb = openpyxl.load_workbook(path)
+    del wb["Huy động xã hội"]
+    wb.save(path)
+    raw = read_workbook(path, make_spec(DEF))
+    assert ("sheet-missing", "Huy động xã hội", "", "") in raw.problems
+    f = _check(path)
+    assert "sheet-missing" in set(f["rule"]) and "Huy động xã hội" in set(f["sheet"])
+
+
+@pytest.mark.parametrize("length", [32_767, 40_000])
+def test_text_too_long(tmp_path, length):
+    """Excel stops at 32,767 characters but a file from another program (or a script) may hold more."""
+    src = tmp_path / "t.xlsx"
+    render_workbook(
+        DEF,
+        src,
+        period="2020-H1",
+        unit=_unit("07096"),
+        values=plausible("07096") | {"plan_tasks": "PLACEHOLDER"},
+    )
+    path = tmp_path / "long.xlsx"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            zout.writestr(item, data.replace(b"PLACEHOLDER", b"x" * length))
+    rules = set(_check(path)["rule"])
+    assert ("text-too-long" in rules) == (length > 32_767)
