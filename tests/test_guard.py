@@ -471,15 +471,6 @@ def test_never_raises_on_damaged_files(tmp_path, data, cut, flip):
         assert isinstance(verdict, Verdict) and all(isinstance(p, Problem) for p in verdict.problems)
 
 
-def test_small_workbook_is_scanned_quickly(tmp_path):
-    path = write_normal_xlsx(tmp_path / "bao-cao.xlsx")
-    inspect_file(path)
-    start = time.perf_counter()
-    for _ in range(200):
-        inspect_file(path)
-    assert (time.perf_counter() - start) / 200 < 0.01  # measured ~0.5 ms on a slow shared machine
-
-
 # --- chunk boundaries: the streaming scan agrees with a whole-document reference -------------------
 
 LIMITS = Limits(max_rows=40, max_cols=12, max_repeat=60)

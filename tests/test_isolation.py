@@ -139,16 +139,10 @@ def test_many_items_in_order_across_batches():
     assert list(map_isolated(double, iter(range(3)), batch=1)) == [(0, 0), (1, 2), (2, 4)]
 
 
-def test_overhead_per_item_is_small():
+def test_many_items_come_back_in_order():
+    # the overhead per item is measured by `make bench`, not here: speed is never a unit test
     items = [f"/srv/inbox/{i:05d}-phuong.xlsx" for i in range(5000)]
-    start = time.perf_counter()
-    inline = list(map_inline(str.upper, items))
-    inline_time = time.perf_counter() - start
-    start = time.perf_counter()
-    isolated = list(map_isolated(str.upper, items))
-    overhead = time.perf_counter() - start - inline_time
-    assert isolated == inline
-    assert overhead / len(items) < 200e-6  # measured ~5 us per item (including the worker's start)
+    assert list(map_isolated(str.upper, items)) == list(map_inline(str.upper, items))
 
 
 def test_isolation_holds_when_calamine_aborts(tmp_path, caplog):

