@@ -174,7 +174,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     result = check_files(
         args.files, definition, load_units(args.units), options=Options(period=period, timeout=args.timeout)
     )
-    findings = sort_findings(result.findings)
+    findings = sort_findings(result.findings, definition.frame["order"])
     if args.json:
         json.dump(public(findings), sys.stdout, ensure_ascii=False, indent=1, default=str)
         print()

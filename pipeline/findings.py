@@ -81,15 +81,17 @@ def empty_findings() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in ALL_COLUMNS})
 
 
-def sort_findings(df: pd.DataFrame) -> pd.DataFrame:
-    """Errors first, then by unit, file, sheet and template order of the cell."""
+def sort_findings(df: pd.DataFrame, order: Mapping[str, int] | None = None) -> pd.DataFrame:
+    """Errors first, then by unit and file; within a file the file's own problems first, then the
+    fields in the order of the report (`order`: field id → position, e.g. Definition.frame["order"])."""
     if df.empty:
         return df
     key = df["severity"].map(SEVERITY_ORDER).fillna(9)
+    pos = df["field"].map(order).fillna(-1) if order is not None else df["cell"]
     return (
-        df.assign(_k=key)
-        .sort_values(["_k", "unit_code", "file", "sheet", "cell", "rule"], kind="stable", na_position="first")
-        .drop(columns="_k")
+        df.assign(_k=key, _p=pos)
+        .sort_values(["_k", "unit_code", "file", "_p", "rule"], kind="stable", na_position="first")
+        .drop(columns=["_k", "_p"])
         .reset_index(drop=True)
     )
 

@@ -388,7 +388,7 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
     if resub:
         extra = pd.DataFrame(resub).join(subs[["file", "unit_code", "unit_name"]], on="submission")
         findings = pd.concat([findings, make_findings(extra, definition.rules)], ignore_index=True)
-    findings = sort_findings(findings)
+    findings = sort_findings(findings, definition.frame["order"])
     cons = consolidate(definition, units, subs, result.values, findings, strict=strict)
     t["consolidate"] = time.perf_counter()
 
