@@ -9,6 +9,7 @@ the findings records (submission, field, cell, value, rule, expected, detail, su
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,11 @@ FINDING_KEYS = ["submission", "field", "cell", "value", "rule", "expected", "det
 
 
 def _is_blank(raw: pd.Series) -> pd.Series:
-    return raw.isna() | raw.map(lambda v: isinstance(v, str) and v.strip() == "")
+    """True where a cell holds nothing: None/NaN or only spaces."""
+    blank = raw.isna()
+    is_str = raw.map(type, na_action="ignore").eq(str)
+    blank[is_str] = raw[is_str].astype(str).str.strip().eq("")
+    return blank
 
 
 def _text(raw: object) -> object:
@@ -83,8 +88,9 @@ def parse_cells(definition: Definition, cells: pd.DataFrame) -> tuple[pd.DataFra
         for f in definition.fields.values():
             for c in f.choices:
                 canon[(f.id, fold(c))] = c
+        fold_cached = functools.lru_cache(maxsize=4096)(fold)  # the same few words in every file
         df.loc[choices, "text"] = [
-            canon.get((f, fold(t)), t)
+            canon.get((f, fold_cached(t)), t)
             for f, t in zip(df.loc[choices, "field"], df.loc[choices, "text"], strict=True)
         ]
     dates = df["type"].eq("date") & other
@@ -119,32 +125,26 @@ def recompute_totals(definition: Definition, wide: pd.DataFrame) -> pd.DataFrame
     return wide
 
 
-def _total_findings(definition: Definition, df: pd.DataFrame, wide: pd.DataFrame) -> pd.DataFrame:
-    """A declared total that is not blank and differs from the recomputed one (parts all parsed)."""
+def _lookup(wide: pd.DataFrame, subs: pd.Series, fields: pd.Series) -> np.ndarray:
+    """wide.at[sub, field] for many pairs at once."""
+    rows = wide.index.get_indexer(subs)
+    cols = wide.columns.get_indexer(fields)
+    return wide.to_numpy()[rows, cols]
+
+
+def _total_findings(df: pd.DataFrame, wide: pd.DataFrame, unknown: pd.DataFrame) -> pd.DataFrame:
+    """A declared total that is not blank and differs from the recomputed one (all parts readable)."""
     totals = df[df["is_total"] & ~df["blank"]]
     if totals.empty:
         return pd.DataFrame(columns=FINDING_KEYS)
-    part_bad = df[df["parse_rule"].notna() & df["type"].isin(NUMERIC)][["submission", "field"]]
-    bad_parts = set(zip(part_bad["submission"], part_bad["field"], strict=True))
-    rows = []
-    for sub, fid, raw, cell, declared in totals[["submission", "field", "raw", "cell", "value"]].itertuples(
-        index=False
-    ):
-        expected = wide.at[sub, fid]
-        if any((sub, p) in bad_parts for p in definition.fields[fid].total_of):
-            continue
-        if pd.isna(declared) or abs(declared - expected) > 1e-6:
-            rows.append(
-                {
-                    "submission": sub,
-                    "field": fid,
-                    "cell": cell,
-                    "value": raw,
-                    "rule": "total-mismatch",
-                    "expected": expected,
-                }
-            )
-    return pd.DataFrame(rows, columns=["submission", "field", "cell", "value", "rule", "expected"])
+    expected = _lookup(wide, totals["submission"], totals["field"])
+    parts_unknown = _lookup(unknown, totals["submission"], totals["field"]).astype(bool)
+    declared = totals["value"].to_numpy(dtype=float)
+    bad = (np.isnan(declared) | (np.abs(declared - expected) > 1e-6)) & ~parts_unknown
+    hit = totals[bad]
+    return pd.DataFrame({"submission": hit["submission"].to_numpy(), "field": hit["field"].to_numpy(),
+                         "cell": hit["cell"].to_numpy(), "value": hit["raw"].to_numpy(),
+                         "rule": "total-mismatch", "expected": expected[bad]})
 
 
 def _unknown(definition: Definition, numeric: pd.DataFrame, wide: pd.DataFrame) -> pd.DataFrame:
@@ -179,8 +179,8 @@ def _schema_findings(definition: Definition, df: pd.DataFrame) -> list[pd.DataFr
             fields = definition.fields
             part = part[~part["is_total"]]
             part = part.assign(
-                row=[fields[f].table_row for f in part["field"]],
-                col=[fields[f].table_col for f in part["field"]],
+                row=part["field"].map({f: x.table_row for f, x in fields.items()}),
+                col=part["field"].map({f: x.table_col for f, x in fields.items()}),
             )
             wide = part.pivot(index=["submission", "row"], columns="col", values="v")
             keys = wide.index  # validate on plain positions: failure indexes then map back exactly
@@ -209,12 +209,10 @@ def validate(definition: Definition, cells: pd.DataFrame) -> tuple[pd.DataFrame,
     wide = wide.reindex(columns=[f for f, x in definition.fields.items() if x.numeric])
     wide = recompute_totals(definition, wide)
     unknown = _unknown(definition, numeric, wide)
-    total_found = _total_findings(definition, df, wide)
+    total_found = _total_findings(df, wide, unknown)
     df["declared"] = df["value"].where(df["is_total"])
     tot = df["is_total"]
-    df.loc[tot, "value"] = [
-        wide.at[s, f] for s, f in zip(df.loc[tot, "submission"], df.loc[tot, "field"], strict=True)
-    ]
+    df.loc[tot, "value"] = _lookup(wide, df.loc[tot, "submission"], df.loc[tot, "field"])
     schema_found = _schema_findings(definition, df)
     cross = run_checks(definition, wide, unknown)
     parts = [parse_found, total_found, *schema_found, cross]
