@@ -22,22 +22,18 @@ VALUES_COLUMNS = [
     "file",
     "cell",
 ]
-_RISKY = ("=", "+", "-", "@", "\t", "\r", "\n")
-
-
-def defuse(value: object) -> object:
-    """A string that a spreadsheet would run as a formula gets a leading quote (OWASP CSV injection)."""
-    if isinstance(value, str) and value.startswith(_RISKY):
-        return "'" + value
-    return value
-
-
 def write_csv(df: pd.DataFrame, target: Path) -> None:
-    """Write `df` atomically as UTF-8 with BOM (Excel opens it with accents right), strings defused."""
+    """Write `df` atomically as UTF-8 with BOM (Excel opens it with accents right). A string that a
+    spreadsheet would run as a formula (leading =, +, -, @, tab, CR, LF) gets a leading quote (OWASP)."""
     safe = df.copy()
     for col in safe.columns:
         if safe[col].dtype == object or pd.api.types.is_string_dtype(safe[col]):
-            safe[col] = safe[col].map(defuse)
+            column = safe[col]
+            is_str = column.map(type, na_action="ignore").eq(str)
+            risky = is_str.copy()
+            risky[is_str] = column[is_str].astype(str).str.match(r"[=+\-@\t\r\n]")
+            if risky.any():
+                safe[col] = column.astype(object).where(~risky, "'" + column[risky].astype(str))
     with atomic_path(target) as tmp:
         safe.to_csv(tmp, index=False, encoding="utf-8-sig", lineterminator="\r\n")
 
