@@ -7,6 +7,7 @@ write the same folder. Returns a `Summary`; progress goes through `on_progress(s
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -270,6 +271,14 @@ def _recover(out: Path, period: str) -> None:
         shutil.rmtree(partial, ignore_errors=True)
 
 
+def _keep_log(staging: Path, out: Path, period: str) -> Path:
+    """Keep the log of a failed run beside the outputs (the staging folder is about to go)."""
+    kept = out / f"{period}-loi.log"
+    with contextlib.suppress(OSError):
+        shutil.copyfile(staging / "tonghop.log", kept)
+    return kept
+
+
 def _swap(staging: Path, final: Path) -> None:
     """Replace the previous outputs by the new ones with two renames on one filesystem."""
     old = final.with_name(f".{final.name}.old-{os.getpid()}")
@@ -344,13 +353,11 @@ def consolidate_inbox(
         _swap(staging, final)
     except OSError as exc:
         log.exception("cannot write outputs")
+        _keep_log(staging, out, period)
         raise OutputError(f"Không ghi được kết quả vào thư mục {final}: {exc.strerror or exc}.") from None
     except Exception:
         log.exception("run failed")
-        kept = out / f"{period}-loi.log"
-        if (staging / "tonghop.log").exists():
-            shutil.copyfile(staging / "tonghop.log", kept)
-        raise RunError(str(kept)) from None
+        raise RunError(str(_keep_log(staging, out, period))) from None
     finally:
         if handler is not None:
             log.removeHandler(handler)

@@ -235,7 +235,8 @@ def test_full_disk_keeps_previous_outputs(run, tmp_path, monkeypatch, capsys):
     assert _consolidate(inbox, tmp_path, "--no-feedback") == 3
     assert "No space left on device" in capsys.readouterr().err
     assert _hashes(tmp_path / PERIOD) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f".{PERIOD}.lock", PERIOD]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".{PERIOD}.lock", PERIOD, f"{PERIOD}-loi.log"]
+    assert "No space left on device" in (tmp_path / f"{PERIOD}-loi.log").read_text(encoding="utf-8")
 
 
 def test_a_second_run_on_the_same_folder_is_refused(run, tmp_path, capsys):
