@@ -16,7 +16,7 @@
      engine="calamine": openpyxl cannot read .xls and xlrd is not installed), concatenated, then a
      groupby sum of every cell by (sheet, row); reading timed apart from the whole;
    - tonghop: the real `tonghop consolidate` in a fresh process per run, with `--no-feedback` and
-     with the feedback workbooks; stage times from the run's manifest.json, peak RSS of its process
+     with the feedback workbooks; stage times from the run's manifest.json, peak memory (PSS) of its process
      tree sampled with psutil.
 4. Prints a table and writes the results as JSON (see bench/README.md for every key).
 """
@@ -368,18 +368,21 @@ print("BENCH-RESULT " + json.dumps({"rc": rc, "import": t1 - t0, "job": t2 - t1,
 """
 
 
-def _tree_rss(proc) -> int:
+def _tree_memory(proc) -> tuple[int, int]:
+    """(PSS, RSS) summed over a process and its descendants, in bytes. PSS counts the pages that forked
+    workers share with their parent once; the RSS sum counts them in every process."""
     import psutil
 
-    total = 0
+    pss = rss = 0
     try:
         procs = [proc, *proc.children(recursive=True)]
     except psutil.Error:
-        return 0
+        return 0, 0
     for p in procs:
         with contextlib.suppress(psutil.Error):
-            total += p.memory_info().rss
-    return total
+            m = p.memory_full_info()  # /proc/<pid>/smaps_rollup: well under a millisecond
+            pss, rss = pss + getattr(m, "pss", m.rss), rss + m.rss
+    return pss, rss
 
 
 def run_tonghop(inbox: Path, units_csv: Path, out: Path, *, feedback: bool, jobs: int | None) -> dict:
@@ -396,7 +399,7 @@ def run_tonghop(inbox: Path, units_csv: Path, out: Path, *, feedback: bool, jobs
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", _CHILD, *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    peak = [0]
+    peak = [0, 0]
     stop = threading.Event()
 
     def sample() -> None:
@@ -405,7 +408,8 @@ def run_tonghop(inbox: Path, units_csv: Path, out: Path, *, feedback: bool, jobs
         except psutil.Error:
             return
         while not stop.is_set():
-            peak[0] = max(peak[0], _tree_rss(ps))
+            pss, rss = _tree_memory(ps)
+            peak[0], peak[1] = max(peak[0], pss), max(peak[1], rss)
             stop.wait(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -425,6 +429,7 @@ def run_tonghop(inbox: Path, units_csv: Path, out: Path, *, feedback: bool, jobs
     return {"process_seconds": wall, "import_seconds": child["import"], "job_seconds": child["job"],
             "stages": manifest["timings"], "counts": manifest["counts"],
             "peak_rss_mb": max(peak[0] / 2**20, child["self_kb"] / 1024),
+            "tree_rss_sum_mb": peak[1] / 2**20,
             "main_rss_mb": child["self_kb"] / 1024, "worker_rss_mb": child["children_kb"] / 1024}
 
 
@@ -486,6 +491,8 @@ def summarise(info: dict, files: int, full: list[dict], nofb: list[dict], naive_
         "peak_rss_mb_with_feedback": round(med(full, "peak_rss_mb"), 1),
         "peak_rss_mb_no_feedback": round(med(nofb, "peak_rss_mb"), 1),
         "main_process_rss_mb": round(max(r["main_rss_mb"] for r in full + nofb), 1),
+        "largest_child_rss_mb": round(max(r["worker_rss_mb"] for r in full + nofb), 1),
+        "tree_rss_sum_mb": round(max(r["tree_rss_sum_mb"] for r in full + nofb), 1),
         "counts": full[-1]["counts"],
         "validate_ms_per_file": round(1000 * stages_nofb.get("validate", float("nan")) / files, 4),
         "read_ms_per_file": round(1000 * stages_nofb.get("read", float("nan")) / files, 4),
@@ -527,13 +534,15 @@ def table(r: dict) -> str:
         ("job wall (in process)", r["job_seconds"], r["job_seconds_no_feedback"], "{:.3f}"),
         ("process wall (with start-up)", r["process_seconds"], r["process_seconds_no_feedback"], "{:.3f}"),
         ("files/s", r["files_per_second"], r["files_per_second_no_feedback"], "{:.1f}"),
-        ("peak RSS MB (process tree)", r["peak_rss_mb_with_feedback"], r["peak_rss_mb_no_feedback"],
+        ("peak memory MB (tree PSS)", r["peak_rss_mb_with_feedback"], r["peak_rss_mb_no_feedback"],
          "{:.1f}"),
     ]
     for label, a, b, fmt in rows:
         lines.append(f"{label:<28}{fmt.format(a):>12}{fmt.format(b):>16}")
     lines += [
         "",
+        f"peak RSS MB                  main process {r['main_process_rss_mb']:.0f}, largest child "
+        f"{r['largest_child_rss_mb']:.0f}, RSS summed over the tree {r['tree_rss_sum_mb']:.0f}",
         f"validate per file            {r['validate_ms_per_file']:.3f} ms   "
         f"read per file {r['read_ms_per_file']:.3f} ms",
         f"naive pandas/openpyxl        read {r['naive_read_seconds']:.2f} s, read+concat+groupby sum "
