@@ -361,7 +361,12 @@ from pipeline.cli import main
 t1 = time.perf_counter()
 rc = main(sys.argv[1:])
 t2 = time.perf_counter()
-self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# ru_maxrss survives exec: it would report the benchmark's own size at spawn. VmHWM is this image's own peak.
+try:
+    with open("/proc/self/status") as fh:
+        self_kb = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+except (OSError, StopIteration, ValueError):
+    self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 kids_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 print("BENCH-RESULT " + json.dumps({"rc": rc, "import": t1 - t0, "job": t2 - t1, "self_kb": self_kb,
                                     "children_kb": kids_kb}), flush=True)

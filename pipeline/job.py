@@ -23,7 +23,8 @@ from filelock import FileLock, Timeout
 
 from pipeline import __version__
 from pipeline.consolidate import choose_submissions, consolidate
-from pipeline.definition import NUMERIC, Definition
+from pipeline.definition import Definition
+from pipeline.feedback import shown_values
 from pipeline.findings import make_findings, sort_findings
 from pipeline.outputs import VALUES_COLUMNS, findings_table, values_table, write_csv, write_manifest
 from pipeline.run import Options, check_files
@@ -71,42 +72,10 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _feedback_values(values: pd.DataFrame) -> dict[int, dict[str, object]]:
-    """submission → field → what to show in its feedback workbook: figures that read cleanly as numbers
-    (so "02" becomes 2 and the sheet's own formulas add it up), totals recomputed, anything else as typed."""
-    clean = values["type"].isin(NUMERIC) & values["parse_rule"].isna() & values["value"].notna()
-    shown = values["raw"].where(~(clean | values["is_total"]), values["value"])
-    out: dict[int, dict[str, object]] = {}
-    for sub, fid, v in zip(values["submission"], values["field"], shown, strict=True):
-        out.setdefault(sub, {})[fid] = v
-    return out
-
-
-def _marks(mine: pd.DataFrame) -> dict:
-    """field → Mark for one submission's findings: the worst severity, every message in the comment."""
-    from pipeline.template import Mark
-
-    marks: dict = {}
-    for fid, sev, msg in zip(mine["field"], mine["severity"], mine["message"], strict=True):
-        if not isinstance(fid, str) or not fid:
-            continue
-        old = marks.get(fid)
-        if old is None:
-            marks[fid] = Mark(sev, msg)
-        elif old.severity == "warning" and sev == "error":
-            marks[fid] = Mark(sev, f"{msg}\n{old.comment}")
-        else:
-            marks[fid] = Mark(old.severity, f"{old.comment}\n{msg}")
-    return marks
-
-
 def _render_feedback(task: tuple) -> None:
-    from pipeline.template import render_workbook
+    from pipeline.feedback import render
 
-    definition, path, period, unit, values, findings = task
-    render_workbook(
-        definition, path, period=period, unit=unit, values=values, marks=_marks(findings), findings=findings
-    )
+    render(*task)
 
 
 def write_feedback(
@@ -123,7 +92,7 @@ def write_feedback(
     """One feedback workbook per chosen submission with a known unit, rendered by `jobs` processes
     (the files are the same whatever `jobs`). Returns unit_code → path relative to `out_dir`."""
     by_code = units.set_index("unit_code")
-    shown = _feedback_values(values[values["submission"].isin(chosen.index)])
+    shown = shown_values(values[values["submission"].isin(chosen.index)])
     by_sub = dict(tuple(findings.groupby("submission", sort=False)))
     empty = findings.iloc[0:0]
     links, tasks = {}, []

@@ -8,6 +8,7 @@ import numpy as np
 import openpyxl
 import pandas as pd
 import pytest
+import python_calamine as pc
 
 from pipeline import district as district_mod
 from pipeline.district import DATA_HEADERS, NO_FINDINGS, SHEETS, write_district_workbook
@@ -252,15 +253,25 @@ def test_no_findings_is_one_line(definition, tmp_path):
     assert [[c.value for c in row] for row in ws.iter_rows()] == [[NO_FINDINGS]]
 
 
-def test_constant_memory_writes_the_same_workbook(definition, tmp_path, monkeypatch, book):
-    """Large workbooks switch to constant_memory, which drops any row written out of order."""
+def test_constant_memory_writes_the_same_workbook(definition, tmp_path, monkeypatch):
+    """Large workbooks are written cell by cell in constant_memory mode (which drops any row written out
+    of order); the others get "Dữ liệu" spliced in by xlsx_patch. Both must read the same, odd text too."""
+    values = _values()
+    values.loc[0, "raw"] = "  lề trái"
+    values.loc[1, "raw"] = "_x0041_ và \x01 <b>&amp;</b>"
+    values.loc[2, "value"] = 1234567.125
+    spliced, big = tmp_path / "spliced.xlsx", tmp_path / "big.xlsx"
+    write_district_workbook(spliced, definition, **_kwargs(definition, values=values))
     monkeypatch.setattr(district_mod, "CONSTANT_MEMORY_ROWS", 0)
-    path = tmp_path / "d.xlsx"
-    write_district_workbook(path, definition, **_kwargs(definition))
-    small, big = book[2], openpyxl.load_workbook(path)
+    write_district_workbook(big, definition, **_kwargs(definition, values=values))
+    small, big = openpyxl.load_workbook(spliced), openpyxl.load_workbook(big)
+    rows = pc.CalamineWorkbook.from_path(str(spliced)).get_sheet_by_name("Dữ liệu").to_python()
+    assert (rows[1][7], rows[2][7]) == ("  lề trái", "_x0041_ và \x01 <b>&amp;</b>")  # as the ward typed
+    assert small["Dữ liệu"].dimensions == big["Dữ liệu"].dimensions == "A1:J7"
     for name in SHEETS:
         a, b = small[name], big[name]
-        cells = [[[c.value for c in r] for r in ws.iter_rows()] for ws in (a, b)]
+        cells = [[[(c.value, c.number_format, c.alignment.indent, c.font.name) for c in r]
+                  for r in ws.iter_rows()] for ws in (a, b)]
         assert cells[0] == cells[1], name
         assert {str(m) for m in a.merged_cells.ranges} == {str(m) for m in b.merged_cells.ranges}, name
         links = [[(c.hyperlink.target, c.hyperlink.location) for c in r if c.hyperlink] for ws in (a, b)

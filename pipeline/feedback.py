@@ -1,0 +1,160 @@
+"""A ward's feedback workbook: the template re-rendered with its own figures, cells with findings marked.
+
+Every feedback workbook is what `template.render_workbook` writes. Most wards have no finding, and for
+them only the figures and the unit's name differ from one workbook to the next, so the same workbook is
+made faster: the template is rendered once per process and period with placeholders (a number from
+`xlsx_patch.SENTINEL` in every value cell, marker texts for the unit's code and name), and each ward's
+copy is that prototype with its values put in (about 4 ms against 35 ms for a whole render). Wards with
+findings (coloured cells, comments, a list on "Góp ý") and any value the placeholders cannot stand for
+are rendered whole. A test checks that both ways give the same cells, formats and formulas.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from openpyxl.utils.datetime import to_excel
+
+from pipeline import xlsx_patch
+from pipeline.definition import NUMERIC, Definition, Field
+from pipeline.findings import FINDING_COLUMNS
+from pipeline.template import Mark, _is_blank, _is_number, is_input, render_workbook
+
+CODE_MARK, NAME_MARK = "\ue000unit_code\ue001", "\ue000unit_name\ue001"
+_MAX_TEXT = 32_767
+
+
+def shown_values(values: pd.DataFrame) -> dict[int, dict[str, object]]:
+    """submission → field → what to show in its feedback workbook: figures that read cleanly as numbers
+    (so "02" becomes 2 and the sheet's own formulas add it up), totals recomputed, anything else as typed."""
+    clean = values["type"].isin(NUMERIC) & values["parse_rule"].isna() & values["value"].notna()
+    shown = values["raw"].where(~(clean | values["is_total"]), values["value"])
+    out: dict[int, dict[str, object]] = {}
+    for sub, fid, v in zip(values["submission"], values["field"], shown, strict=True):
+        out.setdefault(sub, {})[fid] = v
+    return out
+
+
+def marks(mine: pd.DataFrame) -> dict[str, Mark]:
+    """field → Mark for one submission's findings: the worst severity, every message in the comment."""
+    out: dict[str, Mark] = {}
+    for fid, sev, msg in zip(mine["field"], mine["severity"], mine["message"], strict=True):
+        if not isinstance(fid, str) or not fid:
+            continue
+        old = out.get(fid)
+        if old is None:
+            out[fid] = Mark(sev, msg)
+        elif old.severity == "warning" and sev == "error":
+            out[fid] = Mark(sev, f"{msg}\n{old.comment}")
+        else:
+            out[fid] = Mark(old.severity, f"{old.comment}\n{msg}")
+    return out
+
+
+@dataclass(frozen=True)
+class Prototype:
+    """The feedback workbook of no unit, with placeholders. `fields[k]` is the field whose cell held
+    SENTINEL + k; `sheets` maps each worksheet holding placeholders to its XML cut around them: the
+    static pieces, and per gap (cell reference, style attribute, formula element or None, k)."""
+
+    package: xlsx_patch.Package
+    fields: tuple[Field, ...]
+    sheets: dict[str, tuple[list[str], list[tuple[str, str, str | None, int]]]]
+
+
+_PROTOTYPES: dict[tuple[int, str], tuple[Definition, Prototype]] = {}
+
+
+def prototype(definition: Definition, period: str) -> Prototype:
+    """The prototype for this definition and period, rendered on first use in this process."""
+    hit = _PROTOTYPES.get((id(definition), period))
+    if hit is not None and hit[0] is definition:
+        return hit[1]
+    fields = tuple(f for f in definition.fields.values() if f.total_of or is_input(f, blank=False))
+    buf = io.BytesIO()
+    render_workbook(definition, buf, period=period,
+                    unit={"unit_code": CODE_MARK, "unit_name": NAME_MARK, "full_name": NAME_MARK},
+                    values={f.id: xlsx_patch.SENTINEL + k for k, f in enumerate(fields)},
+                    findings=pd.DataFrame(columns=FINDING_COLUMNS))
+    package = xlsx_patch.Package.read(buf.getvalue())
+    sheets = {}
+    for info, data in package.members:
+        if info.filename.startswith("xl/worksheets/sheet"):
+            xml, pieces, gaps, pos = data.decode("utf-8"), [], [], 0
+            for m in xlsx_patch.SENTINEL_RE.finditer(xml):
+                pieces.append(xml[pos:m.start()])
+                gaps.append((m.group(1), m.group(2), m.group(3), int(m.group(4))))
+                pos = m.end()
+            if gaps:
+                sheets[info.filename] = ([*pieces, xml[pos:]], gaps)
+    strings = package.text("xl/sharedStrings.xml")
+    found = sorted(k for _, gaps in sheets.values() for *_, k in gaps)
+    if found != list(range(len(fields))) or CODE_MARK not in strings or NAME_MARK not in strings:
+        raise RuntimeError("feedback prototype: placeholders missing from the rendered template")
+    proto = Prototype(package, fields, sheets)
+    _PROTOTYPES[(id(definition), period)] = (definition, proto)
+    return proto
+
+
+def _cell(field: Field, v: object, ref: str, style: str, formula: str | None) -> str | None:
+    """The XML of `field`'s cell holding `v`, as render_workbook writes it; None when only a whole render
+    can write it (a value whose format differs from the placeholder's: booleans, dates outside date
+    fields, overlong text)."""
+    if formula is not None:  # a total: its formula, cached with the recomputed figure when there is one
+        return xlsx_patch.formula_cell(ref, style, formula, v if _is_number(v) else None)
+    if _is_blank(v):
+        return f'<c r="{ref}"{style}/>'
+    if isinstance(v, (dt.datetime, dt.date, dt.time)):  # a date field's placeholder has the date format
+        day = v.date() if isinstance(v, dt.datetime) else v
+        if field.type != "date" or getattr(v, "tzinfo", None) is not None or (
+                isinstance(day, dt.date) and not dt.date(1900, 3, 1) <= day <= dt.date(9999, 12, 31)):
+            return None
+        return xlsx_patch.number_cell(ref, style, float(to_excel(v)))
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, numbers.Real):
+        return xlsx_patch.number_cell(ref, style, float(v))
+    text = str(v)
+    return None if len(text) > _MAX_TEXT else xlsx_patch.string_cell(ref, style, text)
+
+
+def filled(proto: Prototype, unit: Mapping, values: Mapping[str, object]) -> dict[str, str] | None:
+    """The members (name → XML) that make the prototype this unit's feedback workbook, or None when a
+    value or the unit's name needs a whole render."""
+    code = str(unit["unit_code"])
+    name = str(unit.get("full_name") or unit.get("unit_name") or "")
+    if any(s != s.strip() or len(s) > 1000 for s in (code, name)):
+        return None
+    out = {}
+    for member, (pieces, gaps) in proto.sheets.items():
+        cells = []
+        for ref, style, formula, k in gaps:
+            f = proto.fields[k]
+            if (cell := _cell(f, values.get(f.id), ref, style, formula)) is None:
+                return None
+            cells.append(cell)
+        out[member] = pieces[0] + "".join(c + p for c, p in zip(cells, pieces[1:], strict=True))
+    strings = proto.package.text("xl/sharedStrings.xml")
+    out["xl/sharedStrings.xml"] = strings.replace(CODE_MARK, xlsx_patch.xml_text(code)).replace(
+        NAME_MARK, xlsx_patch.xml_text(name))
+    return out
+
+
+def render(definition: Definition, path: Path, period: str, unit: Mapping, values: Mapping[str, object],
+           findings: pd.DataFrame) -> None:
+    """Write one unit's feedback workbook to `path` (atomically): from the prototype when it has no
+    findings and every value fits a placeholder, else rendered whole."""
+    if findings.empty:
+        proto = prototype(definition, period)
+        if (members := filled(proto, unit, values)) is not None:
+            proto.package.write(path, members)
+            return
+    render_workbook(definition, path, period=period, unit=unit, values=values, marks=marks(findings),
+                    findings=findings)
+
