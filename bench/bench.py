@@ -266,6 +266,8 @@ def prepare(n: int, cache: Path, gen_jobs: int) -> dict:
     if done_file.exists():
         info = json.loads(done_file.read_text())
         if info.get("key") == key:
+            if not (folder / "units.csv").exists():  # deterministic: rewrite it rather than regenerate all
+                write_units_csv(make_units(n), folder / "units.csv")
             return info | {"folder": str(folder), "inbox": str(inbox), "units_csv": str(folder / "units.csv")}
     units = make_units(n)
     write_units_csv(units, folder / "units.csv")

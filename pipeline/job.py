@@ -152,9 +152,11 @@ def write_districts(
     values: pd.DataFrame,
     links: dict[str, str],
     jobs: int = 1,
+    meanwhile: Callable[[], None] | None = None,
 ) -> list[Path]:
     """One consolidated workbook per district of the units list; findings that belong to no unit (a
-    file nobody could be named for) go to every district. Returns the paths."""
+    file nobody could be named for) go to every district. `meanwhile` runs while workers write them.
+    Returns the paths."""
     run_date = dt.date.today().strftime("%d/%m/%Y")
     district_of = cons.units.set_index("unit_code")["district_code"]
     num = cons.used[cons.used["value"].notna()].pivot_table(
@@ -200,24 +202,31 @@ def write_districts(
             )
         )
         paths.append(path)
-    _map(_write_district, tasks, jobs)
+    _map(_write_district, tasks, jobs, meanwhile=meanwhile)
     return paths
 
 
-def _map(func: Callable, tasks: list, jobs: int, on_done: Callable[[int], None] | None = None) -> None:
-    """Run func over tasks, in `jobs` forked processes when that can pay; results are files."""
+def _map(func: Callable, tasks: list, jobs: int, on_done: Callable[[int], None] | None = None,
+         meanwhile: Callable[[], None] | None = None) -> None:
+    """Run func over tasks, in `jobs` forked processes when that can pay; results are files.
+
+    `meanwhile` runs in this process while the workers are busy (with one job: before the tasks).
+    Chunks of at most 8 tasks keep the last worker from finishing long after the others."""
     if jobs > 1 and len(tasks) > 8:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
-            for n, _ in enumerate(
-                pool.map(func, tasks, chunksize=max(1, min(32, len(tasks) // (4 * jobs)))), 1
-            ):
+            done = pool.map(func, tasks, chunksize=max(1, min(8, len(tasks) // (4 * jobs))))
+            if meanwhile:
+                meanwhile()
+            for n, _ in enumerate(done, 1):
                 if on_done:
                     on_done(n)
     else:
+        if meanwhile:
+            meanwhile()
         for n, task in enumerate(tasks, 1):
             func(task)
             if on_done:
@@ -386,9 +395,14 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
     )
     t["feedback"] = time.perf_counter()
     vt = values_table(cons.used, subs, definition, period)
-    write_csv(vt[VALUES_COLUMNS], out_dir / "values.csv")
-    write_csv(findings_table(findings), out_dir / "findings.csv")
-    district_files = write_districts(definition, out_dir, period, cons, findings, vt, links, options.jobs)
+
+    def write_tables() -> None:  # in this process while the workers write the district workbooks
+        write_csv(vt[VALUES_COLUMNS], out_dir / "values.csv")
+        write_csv(findings_table(findings), out_dir / "findings.csv")
+
+    district_files = write_districts(
+        definition, out_dir, period, cons, findings, vt, links, options.jobs, meanwhile=write_tables
+    )
     t["write"] = time.perf_counter()
     stages = {
         "discover": t["discover"] - t["start"],

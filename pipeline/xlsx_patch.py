@@ -132,25 +132,23 @@ def table_rows(first_row: int, columns: Iterable[tuple[str, str, list]]) -> str:
     """Row elements from `first_row` for whole columns: (letter, ' s="N"' or "", values) where a value is
     a str (text), a float (number) or None/"" (no cell). Every column has the same length."""
     parts: list[list[str]] = []
-    n = None
+    rows: list[str] = []
     for letter, style, values in columns:
-        n = len(values) if n is None else n
-        if len(values) != n:
+        if not rows:
+            rows = [str(first_row + i) for i in range(len(values))]
+        if len(values) != len(rows):
             raise ValueError("columns of different lengths")
-        cache: dict[str, str] = {}
-        cells = []
-        for i, v in enumerate(values):
-            if v is None or v == "":
-                cells.append("")
-                continue
-            ref = f"{letter}{first_row + i}"
-            if v.__class__ is str:
-                if v not in cache:
-                    space = ' xml:space="preserve"' if _EDGE_SPACE.search(v) else ""
-                    cache[v] = f'"{style} t="inlineStr"><is><t{space}>{xml_text(v)}</t></is></c>'
-                cells.append(f'<c r="{ref}{cache[v]}')
-            else:
-                cells.append(f'<c r="{ref}"{style}><v>{v:.16G}</v></c>')
-        parts.append(cells)
-    return "".join(f'<row r="{first_row + i}">' + "".join(cells) + "</row>"
-                   for i, cells in enumerate(zip(*parts, strict=True)))
+        pre, cache = f'<c r="{letter}', {}
+
+        def tail(v, style=style, cache=cache) -> str:  # the cell after its reference; texts repeat a lot
+            if v.__class__ is not str:
+                return f'"{style}><v>{v:.16G}</v></c>'
+            if v not in cache:
+                space = ' xml:space="preserve"' if _EDGE_SPACE.search(v) else ""
+                cache[v] = f'"{style} t="inlineStr"><is><t{space}>{xml_text(v)}</t></is></c>'
+            return cache[v]
+
+        parts.append(["" if v is None or v == "" else pre + r + tail(v)
+                      for v, r in zip(values, rows, strict=True)])
+    return "".join(f'<row r="{r}">' + "".join(cells) + "</row>"
+                   for r, *cells in zip(rows, *parts, strict=True))
