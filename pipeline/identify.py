@@ -49,8 +49,8 @@ def identify(
         (s, f): (_clean(r), c)
         for s, f, r, c in zip(roles["submission"], roles["field"], roles["raw"], roles["cell"], strict=True)
     }
-    by_code = units.set_index("unit_code")
-    by_key = units.drop_duplicates("key").set_index("key")
+    by_code = {r["unit_code"]: r for r in units.to_dict("records")}  # plain dicts: no .loc per submission
+    by_key = {r["key"]: r for r in units.drop_duplicates("key").to_dict("records")}
     rows, findings = [], []
 
     def cell(sub: int, fid: str) -> tuple[str, str]:
@@ -73,8 +73,8 @@ def identify(
                 }
             )
         unit = None
-        if code and code.zfill(5) in by_code.index:
-            unit = by_code.loc[code.zfill(5)]
+        if code and code.zfill(5) in by_code:
+            unit = by_code[code.zfill(5)]
             code = code.zfill(5)
         else:
             if code:  # a code that is not in the list is wrong even when the name tells the unit
@@ -87,9 +87,9 @@ def identify(
                         "value": code,
                     }
                 )
-            if name and unit_key(name) in by_key.index:
-                unit = by_key.loc[unit_key(name)]
-                code = unit.get("unit_code", unit.name)
+            if name and unit_key(name) in by_key:
+                unit = by_key[unit_key(name)]
+                code = unit["unit_code"]
             elif name and not code:
                 findings.append(
                     {
@@ -119,8 +119,7 @@ def identify(
             )
         row = {"submission": sub, "period": got_period}
         if unit is not None:
-            u = unit.to_dict()
-            u["unit_code"] = code
+            u = unit | {"unit_code": code}
             row |= {c: u.get(c, "") for c in SUBMISSION_UNIT_COLUMNS}
             row["unit_name"] = u.get("full_name") or u.get("unit_name", "")
         else:

@@ -26,10 +26,8 @@ FINDING_KEYS = ["submission", "field", "cell", "value", "rule", "expected", "det
 
 def _is_blank(raw: pd.Series) -> pd.Series:
     """True where a cell holds nothing: None/NaN or only spaces."""
-    blank = raw.isna()
-    is_str = raw.map(type, na_action="ignore").eq(str)
-    blank[is_str] = raw[is_str].astype(str).str.strip().eq("")
-    return blank
+    return pd.Series([v is None or (v.__class__ is str and not v.strip()) for v in raw.tolist()],
+                     index=raw.index) | raw.isna()
 
 
 def _text(raw: object) -> object:
@@ -75,7 +73,7 @@ def parse_cells(definition: Definition, cells: pd.DataFrame) -> tuple[pd.DataFra
             )
         df.loc[num, "parse_rule"] = parsed["rule"].to_numpy()
     # Excel cuts a cell at 32,767 characters: say so where a ward's text will be cut in the outputs
-    long = df["raw"].map(lambda v: isinstance(v, str) and len(v) > 32_767)
+    long = pd.Series([v.__class__ is str and len(v) > 32_767 for v in df["raw"].tolist()], index=df.index)
     if long.any():
         found.append(pd.DataFrame({"submission": df.loc[long, "submission"], "field": df.loc[long, "field"],
                                    "cell": df.loc[long, "cell"], "value": df.loc[long, "raw"].str[:200] + "…",
@@ -94,23 +92,16 @@ def parse_cells(definition: Definition, cells: pd.DataFrame) -> tuple[pd.DataFra
             for f, t in zip(df.loc[choices, "field"], df.loc[choices, "text"], strict=True)
         ]
     dates = df["type"].eq("date") & other
-    for i in df.index[dates]:
-        d, rule = parse_date(df.at[i, "raw"])
-        df.at[i, "text"] = d.isoformat() if d else None
-        if rule:
-            found.append(
-                pd.DataFrame(
-                    [
-                        {
-                            "submission": df.at[i, "submission"],
-                            "field": df.at[i, "field"],
-                            "cell": df.at[i, "cell"],
-                            "value": df.at[i, "raw"],
-                            "rule": rule,
-                        }
-                    ]
-                )
-            )
+    if dates.any():
+        at = df.index[dates]
+        parsed = [parse_date(r) for r in df.loc[at, "raw"]]
+        df.loc[at, "text"] = [d.isoformat() if d else None for d, _ in parsed]
+        rules = pd.Series([rule for _, rule in parsed], index=at)
+        bad = rules.index[rules.notna() & rules.astype(bool)]
+        if len(bad):
+            found.append(pd.DataFrame({"submission": df.loc[bad, "submission"], "field": df.loc[bad, "field"],
+                                       "cell": df.loc[bad, "cell"], "value": df.loc[bad, "raw"],
+                                       "rule": rules[bad]}))
     findings = pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=FINDING_KEYS)
     return df, findings
 

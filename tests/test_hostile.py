@@ -259,3 +259,22 @@ def test_entity_bombs_and_external_entities_are_never_expanded(tmp_path, capsys,
     out = capsys.readouterr().out
     assert code in (0, 1) and "root:" not in out and "a" * 1000 not in out
     json.loads(out)
+
+
+def test_csv_quotes_risky_text_and_keeps_mixed_values_apart(tmp_path):
+    """Text columns are defused once per distinct value; a mixed column cell by cell (1, 1.0, True stay
+    three values)."""
+    import pandas as pd
+
+    from pipeline.outputs import write_csv
+
+    df = pd.DataFrame({"text": ["=1+1", "an toàn", None, "=1+1", "-5", "@x"],
+                       "mixed": [1, 1.0, True, float("nan"), "+3", pd.NA],
+                       "number": [1.5, None, 3.0, 4.0, 5.0, 6.0]})
+    write_csv(df, tmp_path / "x.csv")
+    with (tmp_path / "x.csv").open(encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["text", "mixed", "number"]
+    assert [r[0] for r in rows[1:]] == ["'=1+1", "an toàn", "", "'=1+1", "'-5", "'@x"]
+    assert [r[1] for r in rows[1:]] == ["1", "1.0", "True", "", "'+3", ""]
+    assert [r[2] for r in rows[1:]] == ["1.5", "", "3.0", "4.0", "5.0", "6.0"]
