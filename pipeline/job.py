@@ -72,10 +72,22 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+# What every task of a `_map` shares (the definition, the period): set once per worker process by the
+# pool's initializer, so that thousands of tasks do not each carry a pickled copy.
+_SHARED: dict = {}
+
+
+def _share(shared: dict) -> None:
+    _SHARED.clear()
+    _SHARED.update(shared)
+
+
 def _render_feedback(task: tuple) -> None:
     from pipeline.feedback import render
 
-    render(*task)
+    path, unit, values, findings = task
+    findings = _SHARED["no_findings"] if findings is None else findings
+    render(_SHARED["definition"], path, _SHARED["period"], unit, values, findings)
 
 
 def write_feedback(
@@ -91,21 +103,21 @@ def write_feedback(
 ) -> dict[str, str]:
     """One feedback workbook per chosen submission with a known unit, rendered by `jobs` processes
     (the files are the same whatever `jobs`). Returns unit_code → path relative to `out_dir`."""
-    by_code = units.set_index("unit_code")
+    by_code = {r["unit_code"]: r for r in units.to_dict("records")}
     shown = shown_values(values[values["submission"].isin(chosen.index)])
     by_sub = dict(tuple(findings.groupby("submission", sort=False)))
-    empty = findings.iloc[0:0]
     links, tasks = {}, []
     for sub, code in chosen.loc[chosen["unit_code"].astype(bool), "unit_code"].items():
-        unit = by_code.loc[code].to_dict() | {"unit_code": code}
+        unit = by_code[code] | {"unit_code": code}
         rel = f"feedback/{code}-{slug(unit['unit_name'])}.xlsx"
-        tasks.append((definition, out_dir / rel, period, unit, shown.get(sub, {}), by_sub.get(sub, empty)))
+        tasks.append((out_dir / rel, unit, shown.get(sub, {}), by_sub.get(sub)))
         links[code] = rel
     _map(
         _render_feedback,
         tasks,
         jobs,
         (lambda n: on_progress("feedback", n, len(tasks))) if on_progress else None,
+        shared={"definition": definition, "period": period, "no_findings": findings.iloc[0:0]},
     )
     return links
 
@@ -139,8 +151,8 @@ def show_plain(v: object) -> str:
 def _write_district(task: tuple) -> None:
     from pipeline.district import write_district_workbook
 
-    path, definition, kwargs = task
-    write_district_workbook(path, definition, **kwargs)
+    path, kwargs = task
+    write_district_workbook(path, _SHARED["definition"], **kwargs)
 
 
 def write_districts(
@@ -182,7 +194,6 @@ def write_districts(
         tasks.append(
             (
                 path,
-                definition,
                 dict(
                     district={
                         "district_code": dcode,
@@ -202,22 +213,24 @@ def write_districts(
             )
         )
         paths.append(path)
-    _map(_write_district, tasks, jobs, meanwhile=meanwhile)
+    _map(_write_district, tasks, jobs, meanwhile=meanwhile, shared={"definition": definition})
     return paths
 
 
 def _map(func: Callable, tasks: list, jobs: int, on_done: Callable[[int], None] | None = None,
-         meanwhile: Callable[[], None] | None = None) -> None:
+         meanwhile: Callable[[], None] | None = None, shared: dict | None = None) -> None:
     """Run func over tasks, in `jobs` forked processes when that can pay; results are files.
 
-    `meanwhile` runs in this process while the workers are busy (with one job: before the tasks).
-    Chunks of at most 8 tasks keep the last worker from finishing long after the others."""
+    `shared` is put in `_SHARED` (in each worker, once). `meanwhile` runs in this process while the
+    workers are busy (with one job: before the tasks). Chunks of at most 8 tasks keep the last worker
+    from finishing long after the others."""
+    _share(shared or {})
     if jobs > 1 and len(tasks) > 8:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_share, initargs=(shared or {},)) as pool:
             done = pool.map(func, tasks, chunksize=max(1, min(8, len(tasks) // (4 * jobs))))
             if meanwhile:
                 meanwhile()
