@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-feedback", action="store_true", help="không tạo tệp phản hồi cho từng đơn vị")
     p.add_argument("--timeout", type=float, default=60.0, help="số giây tối đa để đọc một tệp")
     p.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1),
-                   help="số tiến trình ghi bảng tổng hợp và tệp phản hồi (mặc định: số lõi, tối đa 4)")
+                   help="số tiến trình đọc tệp và ghi kết quả (mặc định: số lõi, tối đa 4)")
     p.add_argument("--quiet", action="store_true", help="không hiện thanh tiến độ")
     return parser
 
@@ -105,7 +105,8 @@ def cmd_consolidate(args: argparse.Namespace) -> int:
             units,
             strict=args.strict,
             feedback=not args.no_feedback,
-            options=Options(period=period, timeout=args.timeout, jobs=max(1, args.jobs)),
+            options=Options(period=period, timeout=args.timeout, jobs=max(1, args.jobs),
+                            readers=max(1, args.jobs)),
             on_progress=_progress(args.quiet),
         )
     except OutputError as exc:

@@ -36,6 +36,7 @@ class Options:
     timeout: float = 60.0
     memory_mb: int = 2048
     jobs: int = 1  # processes writing feedback workbooks
+    readers: int = 1  # supervised reader processes
     limits: Limits = field(default_factory=Limits)
 
 
@@ -48,30 +49,46 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def _read_item(item: tuple[int, Path], spec) -> RawSubmission:
+    return read_workbook(item[1], spec=spec)
+
+
+def _interleave(streams: list[Iterator]) -> Iterator:
+    """Everything each stream yields, taking from each in turn."""
+    live = list(streams)
+    while live:
+        for stream in list(live):
+            try:
+                yield next(stream)
+            except StopIteration:
+                live.remove(stream)
+
+
 def _read_all(paths: Sequence[Path], spec, options: Options, on_progress) -> tuple[list, list[dict]]:
     """Guard then read every file. Returns ([(file index, RawSubmission)], file findings).
 
-    The guard runs here, lazily, while the worker reads the files already passed: on two cores the
-    pre-scan costs almost no wall time.
+    The guard runs here, lazily, while the reader workers read the files already passed; with
+    `options.readers` > 1 several supervised workers share the files (each takes batches as it goes).
     """
     problems: list[dict] = []
-    order: list[int] = []  # file index of each file handed to the reader, in order
 
-    def guarded() -> Iterator[Path]:
+    def guarded() -> Iterator[tuple[int, Path]]:
         for i, path in enumerate(paths):
             verdict = inspect_file(path, options.limits)
             problems.extend({"file_index": i, "rule": p.rule, "detail": p.detail, "sheet": p.sheet}
                             for p in verdict.problems)
             if verdict.readable:
-                order.append(i)
-                yield path
+                yield i, path
 
-    reader = functools.partial(read_workbook, spec=spec)
+    reader = functools.partial(_read_item, spec=spec)
     mapper = (functools.partial(map_isolated, timeout=options.timeout, memory_mb=options.memory_mb)
               if options.isolate else map_inline)
+    items = guarded()
+    readers = max(1, options.readers) if options.isolate and len(paths) >= 64 else 1
+    streams = [mapper(reader, items) for _ in range(readers)]
+    stream = streams[0] if readers == 1 else _interleave(streams)
     raws = []
-    for n, (path, result) in enumerate(mapper(reader, guarded()), 1):
-        i = order[n - 1]
+    for n, ((i, path), result) in enumerate(stream, 1):
         if isinstance(result, Failure):
             log.warning("reading %s failed: %s %s", path, result.rule, result.detail)
             problems.append({"file_index": i, "rule": result.rule, "detail": result.detail,
@@ -82,6 +99,7 @@ def _read_all(paths: Sequence[Path], spec, options: Options, on_progress) -> tup
             on_progress(min(n, len(paths)), len(paths))
     if on_progress:
         on_progress(len(paths), len(paths))
+    raws.sort(key=lambda r: r[0])
     problems.sort(key=lambda p: p["file_index"])
     return raws, problems
 

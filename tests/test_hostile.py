@@ -6,6 +6,7 @@ The guard's own cases (zip bombs, encrypted files, ...) are in test_guard.py; he
 
 import csv
 import io
+import itertools
 import json
 import os
 import re
@@ -278,3 +279,52 @@ def test_csv_quotes_risky_text_and_keeps_mixed_values_apart(tmp_path):
     assert [r[0] for r in rows[1:]] == ["'=1+1", "an toàn", "", "'=1+1", "'-5", "'@x"]
     assert [r[1] for r in rows[1:]] == ["1", "1.0", "True", "", "'+3", ""]
     assert [r[2] for r in rows[1:]] == ["1.5", "", "3.0", "4.0", "5.0", "6.0"]
+
+
+def test_two_readers_share_the_files_and_each_file_keeps_its_own_result(tmp_path, monkeypatch):
+    """With --jobs 2 two supervised workers read; a crash or a hang still costs only its own file, and
+    every other file's figures stay with that file."""
+    from pipeline import run
+    from pipeline.run import Options, check_files
+
+    codes = ["07093", "07096", "07099", "07102"]
+    books = {}
+    for code in codes:
+        buf = io.BytesIO()
+        render_workbook(DEF, buf, period=PERIOD, unit=unit(code), values=plausible(code))
+        books[code] = buf.getvalue()
+    paths = []
+    for k in range(80):
+        code = codes[k % len(codes)]
+        name = "crash.xlsx" if k == 11 else "slow.xlsx" if k == 50 else f"{k:03d}-{code}.xlsx"
+        paths.append(tmp_path / name)
+        paths[-1].write_bytes(books[code])
+    real, log = run.read_workbook, tmp_path / "reads.log"
+
+    def flaky(path, spec):
+        if path.name == "crash.xlsx":
+            os.abort()
+        if path.name == "slow.xlsx":
+            time.sleep(60)
+        start = time.monotonic()
+        time.sleep(0.005)
+        out = real(path, spec=spec)
+        with log.open("a") as fh:
+            fh.write(f"{os.getpid()} {start} {time.monotonic()}\n")
+        return out
+
+    monkeypatch.setattr(run, "read_workbook", flaky)
+    result = check_files(paths, DEF, load_units(), names=[p.name for p in paths],
+                         options=Options(period=PERIOD, readers=2, timeout=3))
+    rules = {(f, r) for f, r in zip(result.findings["file"], result.findings["rule"], strict=True)}
+    assert ("crash.xlsx", "file-unreadable") in rules and ("slow.xlsx", "file-timeout") in rules
+    subs = result.submissions
+    assert len(subs) == 78
+    assert all(name.split("-")[1].startswith(code) for name, code in zip(subs["file"], subs["unit_code"],
+                                                                           strict=True))
+    households = result.values[result.values["field"] == "households"].set_index("submission")["value"]
+    for sub, code in subs["unit_code"].items():
+        assert households[sub] == plausible(code)["households"]
+    lines = (line.split() for line in log.read_text().splitlines())
+    reads = sorted((float(a), float(b), pid) for pid, a, b in lines)
+    assert any(b[0] < a[1] and a[2] != b[2] for a, b in itertools.pairwise(reads)), "reads never overlapped"
