@@ -1,6 +1,6 @@
 """Wiring: files in, submissions + tidy values + findings out. Shared by `check` and `consolidate`.
 
-`check_files(paths, ...)` guards, reads (in a supervised worker), identifies and validates every
+`check_files(paths, ...)` guards, reads (in supervised workers), identifies and validates every
 file, and returns a `Result`. Progress is reported through an optional callback `on_progress(done,
 total)`; nothing here prints.
 """
