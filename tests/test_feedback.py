@@ -143,3 +143,23 @@ def test_spliced_text_reads_back_as_written(texts):
 def test_replace_row_refuses_a_missing_row():
     with pytest.raises(ValueError, match="no row 5"):
         xlsx_patch.replace_row('<sheetData><row r="2"></row></sheetData>', 5, "")
+
+
+def test_a_filled_feedback_workbook_can_be_sent_back_as_is(definition, tmp_path, capsys):
+    """The ward may correct its feedback workbook and send it back: unchanged, it reads clean, with its
+    own figures and unit."""
+    from pipeline.cli import main
+    from pipeline.run import check_files
+    from pipeline.units import load_units
+
+    code = "07096"
+    values = {k: v.date() if hasattr(v, "date") else float(v) if isinstance(v, int) else v
+              for k, v in plausible(code).items()}
+    unit = load_units().set_index("unit_code").loc[code].to_dict() | {"unit_code": code}
+    path = tmp_path / "feedback.xlsx"
+    feedback.render(definition, path, PERIOD, unit, values, NO_FINDINGS)
+    assert main(["check", str(path), "--period", PERIOD]) == 0
+    result = check_files([path], definition, load_units())
+    assert result.submissions["unit_code"].tolist() == [code]
+    got = result.values.set_index("field")["value"]
+    assert got["households"] == values["households"] and got["total.participants"] > 0
