@@ -45,7 +45,6 @@ _WB_OPTIONS = {"strings_to_formulas": False, "strings_to_urls": False, "strings_
 # units list that is one huge district) the workbook is written cell by cell in constant_memory mode:
 # at 650,000 rows the default mode adds about 0.7 GB to the process, constant_memory about 40 MB.
 CONSTANT_MEMORY_ROWS = 200_000
-_MAX_CELL = 32_767  # Excel's longest cell text
 _MAX_ROWS = 1_048_576  # Excel's row limit: a larger "Dữ liệu" continues on "Dữ liệu (2)"
 _MAX_LINKS = 65_530  # Excel's hyperlink limit per worksheet; later feedback references are plain text
 _SUMMARY_WIDTHS = (6, 44, 15, 17, 34)  # TT, label, value, unit, note: also the activity table's columns
@@ -512,7 +511,7 @@ def _data_spliced(book: _Book, cols: list[str], n: int, texts: list, nums: list,
     _data_finish(book, ws, cols, n)
     columns: list = [None] * len(cols)
     for c, lst in texts:
-        cut = [v[:_MAX_CELL] if v and len(v) > _MAX_CELL else v for v in lst]
+        cut = [v[:xlsx_patch.MAX_TEXT] if v and len(v) > xlsx_patch.MAX_TEXT else v for v in lst]
         book.cut += sum(a is not b for a, b in zip(cut, lst, strict=True))
         columns[c] = cut
     columns[vcol] = [x if x is not None else t for x, t in zip(nums, columns[vcol], strict=True)]

@@ -97,7 +97,7 @@ def parse_cells(definition: Definition, cells: pd.DataFrame) -> tuple[pd.DataFra
         parsed = [parse_date(r) for r in df.loc[at, "raw"]]
         df.loc[at, "text"] = [d.isoformat() if d else None for d, _ in parsed]
         rules = pd.Series([rule for _, rule in parsed], index=at)
-        bad = rules.index[rules.notna() & rules.astype(bool)]
+        bad = rules.index[rules.notna()]
         if len(bad):
             found.append(pd.DataFrame({"submission": df.loc[bad, "submission"], "field": df.loc[bad, "field"],
                                        "cell": df.loc[bad, "cell"], "value": df.loc[bad, "raw"],

@@ -27,6 +27,7 @@ from pipeline.atomic import atomic_path
 
 # Placeholder numbers: 16 digits, exact in a double (below 2**53), never a figure a ward reports.
 SENTINEL = 8_123_456_789_000_000
+MAX_TEXT = 32_767  # Excel's longest cell text
 SENTINEL_RE = re.compile(r'<c r="([A-Z]{1,3}[0-9]{1,7})"((?: s="[0-9]+")?)(?: t="[a-z]+")?>'
                          r"(<f>[^<]*</f>)?<v>81234567890([0-9]{5})</v></c>")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\ufffe\uffff]")
@@ -41,14 +42,21 @@ def xml_text(s: str) -> str:
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _body(style: str, v: str | float) -> str:
+    """A cell's XML after its reference: an inline string for a str, else a number (`style` is "" or
+    ' s="N"')."""
+    if v.__class__ is str:
+        space = ' xml:space="preserve"' if _EDGE_SPACE.search(v) else ""
+        return f'{style} t="inlineStr"><is><t{space}>{xml_text(v)}</t></is></c>'
+    return f"{style}><v>{v:.16G}</v></c>"
+
+
 def string_cell(ref: str, style: str, text: str) -> str:
-    """An inline-string cell (`style` is "" or ' s="N"')."""
-    space = ' xml:space="preserve"' if _EDGE_SPACE.search(text) else ""
-    return f'<c r="{ref}"{style} t="inlineStr"><is><t{space}>{xml_text(text)}</t></is></c>'
+    return f'<c r="{ref}"' + _body(style, str(text))
 
 
 def number_cell(ref: str, style: str, x: float) -> str:
-    return f'<c r="{ref}"{style}><v>{x:.16G}</v></c>'
+    return f'<c r="{ref}"' + _body(style, float(x))
 
 
 def formula_cell(ref: str, style: str, formula: str, result: object | None) -> str:
@@ -138,17 +146,16 @@ def table_rows(first_row: int, columns: Iterable[tuple[str, str, list]]) -> str:
             rows = [str(first_row + i) for i in range(len(values))]
         if len(values) != len(rows):
             raise ValueError("columns of different lengths")
-        pre, cache = f'<c r="{letter}', {}
+        pre, bodies = f'<c r="{letter}', {}  # texts repeat a lot: each one's XML is made once
 
-        def tail(v, style=style, cache=cache) -> str:  # the cell after its reference; texts repeat a lot
+        def body(v, style=style, bodies=bodies) -> str:
             if v.__class__ is not str:
-                return f'"{style}><v>{v:.16G}</v></c>'
-            if v not in cache:
-                space = ' xml:space="preserve"' if _EDGE_SPACE.search(v) else ""
-                cache[v] = f'"{style} t="inlineStr"><is><t{space}>{xml_text(v)}</t></is></c>'
-            return cache[v]
+                return _body(style, v)
+            if v not in bodies:
+                bodies[v] = _body(style, v)
+            return bodies[v]
 
-        parts.append(["" if v is None or v == "" else pre + r + tail(v)
+        parts.append(["" if v is None or v == "" else pre + r + '"' + body(v)
                       for v, r in zip(values, rows, strict=True)])
     return "".join(f'<row r="{r}">' + "".join(cells) + "</row>"
                    for r, *cells in zip(rows, *parts, strict=True))
