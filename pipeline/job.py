@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import hashlib
 import logging
 import os
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,9 +28,16 @@ from pipeline.consolidate import choose_submissions, consolidate
 from pipeline.definition import Definition
 from pipeline.feedback import shown_values
 from pipeline.findings import make_findings, sort_findings
-from pipeline.outputs import VALUES_COLUMNS, findings_table, values_table, write_csv, write_manifest
+from pipeline.outputs import (
+    VALUES_COLUMNS,
+    findings_table,
+    show_plain,
+    values_table,
+    write_csv,
+    write_manifest,
+)
 from pipeline.run import Options, check_files
-from pipeline.text import slug
+from pipeline.text import per_distinct, slug
 
 WORKBOOK_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".ods", ".xlsb"}
 log = logging.getLogger("tonghop")
@@ -139,20 +148,44 @@ def _data_sheet_values(values: pd.DataFrame) -> pd.DataFrame:
     are the same on every row of a district workbook, and the raw text only where it differs from the
     figure (the full table is values.csv)."""
     shown = values[(values["raw"] != "") | values["value"].notna()]
-    same = shown["raw"] == shown["value"].map(lambda v: "" if v is None or v != v else show_plain(v))
+    plain = pd.Series(per_distinct(shown["value"], show_plain), index=shown.index, dtype=object)
+    same = shown["raw"] == plain
     return shown.drop(columns=["period", "district"]).assign(raw=shown["raw"].where(~same, ""))
 
 
-def show_plain(v: object) -> str:
-    """A value as values.csv writes its raw text (828.0 → "828")."""
-    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
-
-
-def _write_district(task: tuple) -> None:
+def _write_district(code: str) -> None:
+    """Write district `code`'s workbook from the frames in `_SHARED` (inherited, not pickled, by a
+    forked worker: each slices out its own district, so the parent prepares no task)."""
     from pipeline.district import write_district_workbook
 
-    path, kwargs = task
-    write_district_workbook(path, _SHARED["definition"], **kwargs)
+    sh = _SHARED
+    rows = sh["rows"][code]
+
+    def part(name: str) -> pd.DataFrame:
+        frame = sh[name]
+        pos = rows.get(name)
+        return frame.iloc[pos] if pos is not None else frame.iloc[0:0]
+
+    mine = part("findings")
+    units = part("units")
+    write_district_workbook(
+        sh["paths"][code],
+        sh["definition"],
+        district={
+            "district_code": code,
+            "district_name": units["district_name"].iloc[0],
+            "province_name": units["province_name"].iloc[0],
+        },
+        period=sh["period"],
+        run_date=sh["run_date"],
+        units=units,
+        figures=part("figures"),
+        district_values=part("district_values"),
+        choices=part("choices"),
+        findings=pd.concat([mine, sh["orphan"]]) if not sh["orphan"].empty else mine,
+        values=part("values"),
+        feedback_links={c: sh["links"][c] for c in units["unit_code"] if c in sh["links"]},
+    )
 
 
 def write_districts(
@@ -169,52 +202,40 @@ def write_districts(
     """One consolidated workbook per district of the units list; findings that belong to no unit (a
     file nobody could be named for) go to every district. `meanwhile` runs while workers write them.
     Returns the paths."""
-    run_date = dt.date.today().strftime("%d/%m/%Y")
     district_of = cons.units.set_index("unit_code")["district_code"]
     num = cons.used[cons.used["value"].notna()].pivot_table(
         index="unit_code", columns="field", values="value", aggfunc="first"
     )
-    num_by = dict(tuple(num.groupby(district_of.reindex(num.index).to_numpy()))) if not num.empty else {}
-    findings = findings.assign(
-        label=findings["field"].map(definition.frame["label"]).fillna(""),
-        _d=findings["unit_code"].map(district_of),
-    )
-    orphan = findings[findings["_d"].isna()].drop(columns="_d")
-    find_by = {d: f.drop(columns="_d") for d, f in findings.groupby("_d")}
-    val_by = dict(tuple(_data_sheet_values(values).groupby(values["unit_code"].map(district_of))))
-    dist_by = dict(tuple(cons.district.groupby("district_code")))
-    choice_by = dict(tuple(cons.choices.groupby("district_code")))
+    findings = findings.assign(label=findings["field"].map(definition.frame["label"]).fillna(""))
+    dist = findings["unit_code"].map(district_of)
+    shown = _data_sheet_values(values)
+    frames = {
+        "units": (cons.units, cons.units["district_code"]),
+        "figures": (num, district_of.reindex(num.index)),
+        "district_values": (cons.district, cons.district["district_code"]),
+        "choices": (cons.choices, cons.choices["district_code"]),
+        "findings": (findings, dist),
+        "values": (shown, shown["unit_code"].map(district_of)),
+    }
+    rows: dict[str, dict[str, object]] = {}
+    for name, (frame, keys) in frames.items():  # the row positions of each district in each frame
+        for code, pos in pd.Series(range(len(frame))).groupby(keys.to_numpy(), sort=False).indices.items():
+            rows.setdefault(code, {})[name] = pos
     districts = cons.units.drop_duplicates("district_code").sort_values("district_code")
     names = _district_names(districts)
-    tasks, paths = [], []
-    for dcode, dunits in cons.units.groupby("district_code", sort=True):
-        first = dunits.iloc[0]
-        mine = find_by.get(dcode, orphan.iloc[0:0])
-        path = out_dir / names[dcode]
-        tasks.append(
-            (
-                path,
-                dict(
-                    district={
-                        "district_code": dcode,
-                        "district_name": first["district_name"],
-                        "province_name": first["province_name"],
-                    },
-                    period=period,
-                    run_date=run_date,
-                    units=dunits,
-                    figures=num_by.get(dcode, num.iloc[0:0]),
-                    district_values=dist_by.get(dcode, cons.district.iloc[0:0]),
-                    choices=choice_by.get(dcode, cons.choices.iloc[0:0]),
-                    findings=pd.concat([mine, orphan]) if not orphan.empty else mine,
-                    values=val_by.get(dcode, values.iloc[0:0]),
-                    feedback_links={c: links[c] for c in dunits["unit_code"] if c in links},
-                ),
-            )
-        )
-        paths.append(path)
-    _map(_write_district, tasks, jobs, meanwhile=meanwhile, shared={"definition": definition})
-    return paths
+    codes = sorted(cons.units["district_code"].unique())
+    paths = {code: out_dir / names[code] for code in codes}
+    shared = {name: frame for name, (frame, _) in frames.items()} | {
+        "definition": definition,
+        "period": period,
+        "run_date": dt.date.today().strftime("%d/%m/%Y"),
+        "rows": rows,
+        "paths": paths,
+        "links": links,
+        "orphan": findings[dist.isna()],
+    }
+    _map(_write_district, codes, jobs, meanwhile=meanwhile, shared=shared)
+    return [paths[code] for code in codes]
 
 
 def _map(func: Callable, tasks: list, jobs: int, on_done: Callable[[int], None] | None = None,
@@ -230,13 +251,18 @@ def _map(func: Callable, tasks: list, jobs: int, on_done: Callable[[int], None] 
         from concurrent.futures import ProcessPoolExecutor
 
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_share, initargs=(shared or {},)) as pool:
-            done = pool.map(func, tasks, chunksize=max(1, min(8, len(tasks) // (4 * jobs))))
-            if meanwhile:
-                meanwhile()
-            for n, _ in enumerate(done, 1):
-                if on_done:
-                    on_done(n)
+        gc.freeze()  # forked workers' collectors then leave the pages they share with this process alone
+        try:
+            pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_share, initargs=(shared or {},))
+            with pool:
+                done = pool.map(func, tasks, chunksize=max(1, min(8, len(tasks) // (4 * jobs))))
+                if meanwhile:
+                    meanwhile()
+                for n, _ in enumerate(done, 1):
+                    if on_done:
+                        on_done(n)
+        finally:
+            gc.unfreeze()
     else:
         if meanwhile:
             meanwhile()
@@ -364,6 +390,10 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
     books, others = discover(inbox)
     names = [str(p.relative_to(inbox)) for p in books]
     t["discover"] = time.perf_counter()
+    # the inputs' fingerprints, in a thread (hashlib and file reads let go of the GIL) while they are read
+    hasher = ThreadPoolExecutor(1, thread_name_prefix="tonghop-sha256")
+    hashing = hasher.submit(lambda: {str(p): _sha256(p) for p in books})
+    hasher.shutdown(wait=False)  # the thread ends with its one task
     result = check_files(
         books,
         definition,
@@ -375,7 +405,8 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
     t["read+validate"] = time.perf_counter()
 
     subs = result.submissions.copy()
-    subs["sha256"] = [_sha256(Path(p)) for p in subs["path"]]
+    sha256 = hashing.result()
+    subs["sha256"] = [sha256[str(p)] for p in subs["path"]]
     subs["mtime"] = [Path(p).stat().st_mtime for p in subs["path"]]
     dates = result.values[result.values["field"] == "report_date"].set_index("submission")["text"]
     subs["report_date"] = dates.reindex(subs.index)
@@ -437,7 +468,7 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
             "period": period,
             "inputs": [{"file": n, "sha256": s} for n, s in zip(subs["file"], subs["sha256"], strict=True)]
             + [
-                {"file": str(p.relative_to(inbox)), "sha256": _sha256(p)}
+                {"file": str(p.relative_to(inbox)), "sha256": sha256[str(p)]}
                 for p in books
                 if str(p.relative_to(inbox)) not in read_names
             ],

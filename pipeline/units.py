@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.definition import DEFAULT_UNITS, DefinitionError
-from pipeline.text import nfc, slug, unit_key
+from pipeline.text import nfc, per_distinct, slug, unit_key
 
 UNIT_COLUMNS = [
     "unit_code",
@@ -33,15 +33,15 @@ def load_units(path: Path | str = DEFAULT_UNITS) -> pd.DataFrame:
     missing = [c for c in UNIT_COLUMNS if c not in df.columns]
     if missing:
         raise DefinitionError(f"{path}: danh sách đơn vị thiếu cột {missing}")
-    df = df[UNIT_COLUMNS].map(nfc)
+    df = pd.DataFrame({c: per_distinct(df[c], nfc) for c in UNIT_COLUMNS})
     dup = df["unit_code"][df["unit_code"].duplicated()]
     if not dup.empty:
         raise DefinitionError(f"{path}: mã đơn vị bị trùng: {sorted(set(dup))}")
-    df["key"] = df["unit_name"].map(unit_key)
+    df["key"] = per_distinct(df["unit_name"], unit_key)
     clash = df[df.duplicated(["district_code", "key"], keep=False)]
     if not clash.empty:
         raise DefinitionError(f"{path}: tên đơn vị trùng nhau sau khi bỏ dấu: {sorted(clash['unit_name'])}")
-    df["slug"] = df["unit_code"] + "-" + df["unit_name"].map(slug)
+    df["slug"] = df["unit_code"] + "-" + pd.Series(per_distinct(df["unit_name"], slug), index=df.index)
     df["full_name"] = df["unit_type"].str.capitalize() + " " + df["unit_name"]
     return df.reset_index(drop=True)
 

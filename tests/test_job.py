@@ -11,6 +11,7 @@ import python_calamine as pc
 
 from pipeline.cli import main
 from pipeline.samples import make_samples
+from pipeline.text import slug
 from pipeline.units import load_units
 
 PERIOD = "2020-H1"
@@ -296,3 +297,27 @@ def test_output_is_the_same_whatever_the_number_of_processes(run, tmp_path):
     one, two = _contents(tmp_path / "one" / PERIOD), _contents(tmp_path / "two" / PERIOD)
     assert len([k for k in one if k.startswith("feedback/")]) == 18
     assert one == two
+
+
+def test_district_workbooks_are_the_same_whatever_the_number_of_processes(run, tmp_path):
+    """Each sample unit its own district (21 > 8): the workers write the district workbooks, each slicing
+    its own district out of the frames it inherited; every file equals the one-process one."""
+    inbox, _ = run
+    units = load_units().drop(columns=["key", "slug", "full_name"])
+    units["district_code"] = "9" + units["unit_code"]
+    units["district_name"] = "Huyện " + units["unit_name"]
+    csv = tmp_path / "units.csv"
+    units.to_csv(csv, index=False, encoding="utf-8-sig")
+    outs = {}
+    for jobs in ("1", "2"):
+        assert _consolidate(inbox, tmp_path / jobs, "--jobs", jobs, "--units", str(csv), "--no-feedback") == 0
+        outs[jobs] = _contents(tmp_path / jobs / PERIOD)
+    assert outs["1"] == outs["2"]
+    books = {k: v for k, v in outs["2"].items() if k.endswith(".xlsx")}
+    assert len(books) == len(units) > 8
+    assert sum(len(b["Dữ liệu"]) > 1 for b in books.values()) >= 18  # the units that sent a workbook
+    for code, name in zip(units["unit_code"], units["unit_name"], strict=True):
+        book = books[f"huyen-{slug(name)}.xlsx"]
+        assert [r[0] for r in book["Theo đơn vị"][1:-1]] == [code]  # its one unit, then the total row
+        data = book["Dữ liệu"]
+        assert {r[data[0].index("Mã đơn vị")] for r in data[1:]} <= {code}
