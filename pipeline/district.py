@@ -11,6 +11,7 @@ large workbook use xlsxwriter's constant_memory mode.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import math
 import numbers
@@ -74,6 +75,10 @@ def _blank(v: object) -> bool:
 
 def _number(v: object) -> float | None:
     """`v` as a float when it is a real number (not bool, not NaN), else None."""
+    if v.__class__ is float:  # the usual case first: an exact class test is cheap, an ABC check is not
+        return v if math.isfinite(v) else None
+    if v.__class__ is str or v is None:
+        return None
     return float(v) if isinstance(v, numbers.Real) and not isinstance(v, bool) and not _blank(v) else None
 
 
@@ -85,9 +90,15 @@ def _height(cells: list[tuple[object, float]], size: float = 11) -> float:
     fits 1.08 characters per unit. 0.95 leaves room for word breaks. (A LibreOffice without Calibri or
     Carlito falls back to a wider font, so its columns are wider and these rows look roomy there.)
     """
+    texts = tuple((t if t.__class__ is str else None if _blank(t) else str(t), w) for t, w in cells)
+    return _lines_height(texts, size)
+
+
+@functools.lru_cache(maxsize=4096)  # the same labels and notes come back in every district
+def _lines_height(cells: tuple[tuple[str | None, float], ...], size: float) -> float:
     per_line = 0.95 * 12 / size
-    lines = max((sum(math.ceil(max(len(p), 1) / (w * per_line)) for p in str(t).split("\n"))
-                 for t, w in cells if not _blank(t) and t != ""), default=1)
+    lines = max((sum(math.ceil(max(len(p), 1) / (w * per_line)) for p in t.split("\n"))
+                 for t, w in cells if t), default=1)
     return lines * size * 1.35 + 4
 
 
@@ -108,9 +119,9 @@ class _Book:
 
     def text(self, ws, r: int, c: int, s: object, fmt=None) -> None:
         """Write `s` as a string (never a formula or link); blank when missing; count strings Excel cuts."""
-        if _blank(s) or s == "":
+        if not s if s.__class__ is str else _blank(s):
             ws.write_blank(r, c, None, fmt)
-        elif ws.write_string(r, c, str(s), fmt) == -2:
+        elif ws.write_string(r, c, s if s.__class__ is str else str(s), fmt) == -2:
             if len(str(s)) <= 32_767:  # constant_memory drops a cell of a row already written out
                 raise RuntimeError(f"district workbook: row {r + 1} of {ws.name!r} written out of order")
             self.cut += 1
@@ -122,10 +133,14 @@ class _Book:
     def cells(self, ws, r: int, cells, first: int = 0) -> None:
         """Write (value, format) pairs from column `first`: numbers and datetimes as such, others as text."""
         for c, (v, fmt) in enumerate(cells, first):
-            if isinstance(v, dt.datetime):
+            if v.__class__ is str:
+                self.text(ws, r, c, v, fmt)
+            elif isinstance(v, dt.datetime):
                 ws.write_datetime(r, c, v, fmt)
+            elif (x := _number(v)) is not None:
+                ws.write_number(r, c, x, fmt)
             else:
-                (self.number if _number(v) is not None else self.text)(ws, r, c, v, fmt)
+                self.text(ws, r, c, v, fmt)
 
     def head(self, ws, r: int, heads, widths, height: float = 32) -> None:
         """Column widths and a header row at `r`."""
@@ -511,9 +526,11 @@ def _data_spliced(book: _Book, cols: list[str], n: int, texts: list, nums: list,
     _data_finish(book, ws, cols, n)
     columns: list = [None] * len(cols)
     for c, lst in texts:
-        cut = [v[:xlsx_patch.MAX_TEXT] if v and len(v) > xlsx_patch.MAX_TEXT else v for v in lst]
-        book.cut += sum(a is not b for a, b in zip(cut, lst, strict=True))
-        columns[c] = cut
+        if len(max(filter(None, lst), key=len, default="")) > xlsx_patch.MAX_TEXT:  # rare: cut, and count
+            cut = [v[:xlsx_patch.MAX_TEXT] if v and len(v) > xlsx_patch.MAX_TEXT else v for v in lst]
+            book.cut += sum(a is not b for a, b in zip(cut, lst, strict=True))
+            lst = cut
+        columns[c] = lst
     columns[vcol] = [x if x is not None else t for x, t in zip(nums, columns[vcol], strict=True)]
     member = f"xl/worksheets/sheet{book.wb.worksheets().index(ws) + 1}.xml"
 

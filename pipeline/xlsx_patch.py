@@ -146,16 +146,10 @@ def table_rows(first_row: int, columns: Iterable[tuple[str, str, list]]) -> str:
             rows = [str(first_row + i) for i in range(len(values))]
         if len(values) != len(rows):
             raise ValueError("columns of different lengths")
-        pre, bodies = f'<c r="{letter}', {}  # texts repeat a lot: each one's XML is made once
-
-        def body(v, style=style, bodies=bodies) -> str:
-            if v.__class__ is not str:
-                return _body(style, v)
-            if v not in bodies:
-                bodies[v] = _body(style, v)
-            return bodies[v]
-
-        parts.append(["" if v is None or v == "" else pre + r + '"' + body(v)
+        # texts repeat a lot: each one's XML is made once; numbers are made per cell
+        bodies = {v: _body(style, v) for v in set(values) if v.__class__ is str and v}
+        pre, get = f'<c r="{letter}', bodies.get
+        parts.append(["" if v is None or v == "" else pre + r + '"' + (get(v) or _body(style, v))
                       for v, r in zip(values, rows, strict=True)])
     return "".join(f'<row r="{r}">' + "".join(cells) + "</row>"
                    for r, *cells in zip(rows, *parts, strict=True))
