@@ -23,6 +23,7 @@ class Consolidation:
     district: pd.DataFrame  # district_code, field, value, units (how many units contributed)
     choices: pd.DataFrame  # district_code, field, choice, count
     used: pd.DataFrame  # the tidy values consolidated (chosen submissions only)
+    figures: pd.DataFrame  # the counted units' numbers: index unit_code, a column per field id
 
 
 def choose_submissions(submissions: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
@@ -106,7 +107,7 @@ def consolidate(
         index=["district_code", "unit_code"], columns="field", values="value", aggfunc="first"
     )
     by_district = num.droplevel("unit_code") if not num.empty else num
-    rows = []
+    parts = [pd.DataFrame(columns=["district_code", "field", "value", "units"])]
     for f in definition.fields.values():
         if f.method == "sum" and f.id in num.columns:
             col = by_district[f.id]
@@ -116,11 +117,10 @@ def consolidate(
             n = by_district[f.id].groupby(level=0).count()
         else:
             continue
-        rows += [
-            {"district_code": d, "field": f.id, "value": val.get(d, np.nan), "units": int(n.get(d, 0))}
-            for d in n.index
-        ]
-    district = pd.DataFrame(rows, columns=["district_code", "field", "value", "units"])
+        parts.append(pd.DataFrame({"district_code": n.index.to_numpy(), "field": f.id,
+                                   "value": val.reindex(n.index).to_numpy(dtype=float),
+                                   "units": n.to_numpy(dtype=int)}))
+    district = pd.concat(parts[1:], ignore_index=True) if len(parts) > 1 else parts[0]
 
     ch = used[
         used["field"].isin([f.id for f in definition.fields.values() if f.method == "count"])
@@ -154,4 +154,6 @@ def consolidate(
         ~received, STATUS_MISSING, np.where(table["errors"].fillna(0) > 0, STATUS_ERRORS, STATUS_OK)
     )
     table["counted"] = table["unit_code"].isin(counted["unit_code"])
-    return Consolidation(table, district, choices, used)
+    no_figures = pd.DataFrame(index=pd.Index([], name="unit_code", dtype=object))
+    figures = num.droplevel("district_code") if not num.empty else no_figures
+    return Consolidation(table, district, choices, used, figures)

@@ -203,9 +203,7 @@ def write_districts(
     file nobody could be named for) go to every district. `meanwhile` runs while workers write them.
     Returns the paths."""
     district_of = cons.units.set_index("unit_code")["district_code"]
-    num = cons.used[cons.used["value"].notna()].pivot_table(
-        index="unit_code", columns="field", values="value", aggfunc="first"
-    )
+    num = cons.figures
     findings = findings.assign(label=findings["field"].map(definition.frame["label"]).fillna(""))
     dist = findings["unit_code"].map(district_of)
     shown = _data_sheet_values(values)
@@ -390,9 +388,10 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
     books, others = discover(inbox)
     names = [str(p.relative_to(inbox)) for p in books]
     t["discover"] = time.perf_counter()
-    # the inputs' fingerprints, in a thread (hashlib and file reads let go of the GIL) while they are read
+    # the inputs' fingerprints and times, in a thread (hashlib and file reads let go of the GIL) while
+    # they are read
     hasher = ThreadPoolExecutor(1, thread_name_prefix="tonghop-sha256")
-    hashing = hasher.submit(lambda: {str(p): _sha256(p) for p in books})
+    hashing = hasher.submit(lambda: {str(p): (_sha256(p), p.stat().st_mtime) for p in books})
     hasher.shutdown(wait=False)  # the thread ends with its one task
     result = check_files(
         books,
@@ -405,9 +404,10 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
     t["read+validate"] = time.perf_counter()
 
     subs = result.submissions.copy()
-    sha256 = hashing.result()
-    subs["sha256"] = [sha256[str(p)] for p in subs["path"]]
-    subs["mtime"] = [Path(p).stat().st_mtime for p in subs["path"]]
+    fingerprints = hashing.result()
+    prints = [fingerprints[p] for p in subs["path"]]
+    subs["sha256"] = [sha for sha, _ in prints]
+    subs["mtime"] = [mtime for _, mtime in prints]
     dates = result.values[result.values["field"] == "report_date"].set_index("submission")["text"]
     subs["report_date"] = dates.reindex(subs.index)
     subs["received"] = [dt.datetime.fromtimestamp(m).isoformat(timespec="seconds") for m in subs["mtime"]]
@@ -468,9 +468,9 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
             "period": period,
             "inputs": [{"file": n, "sha256": s} for n, s in zip(subs["file"], subs["sha256"], strict=True)]
             + [
-                {"file": str(p.relative_to(inbox)), "sha256": sha256[str(p)]}
-                for p in books
-                if str(p.relative_to(inbox)) not in read_names
+                {"file": name, "sha256": fingerprints[str(p)][0]}
+                for p, name in zip(books, names, strict=True)
+                if name not in read_names
             ],
             "skipped": [str(p.relative_to(inbox)) for p in others],
             "counts": {

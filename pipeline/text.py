@@ -48,26 +48,39 @@ def slug(text: str) -> str:
     return _slugify(strip_accents(nfc(text))) or "x"
 
 
-_EXACT = {str, float, type(None), type(pd.NA)}  # types whose equal values are the same value (but ±0.0)
+_EXACT = (str, float, type(None), type(pd.NA))  # types whose equal values are the same value (but ±0.0)
 
 
 def per_distinct(column: pd.Series, func: Callable[[object], object], missing: object = "") -> list:
     """`func` of every cell of `column` as a list, `missing` where the cell is missing (None, NaN, NA).
 
     `func` runs once per distinct value: a column of 650,000 cells holds a few thousand. That is exact
-    only where equal values are the same value, so a column holding anything but str and float (where
-    1, 1.0 and True would count as one) is done cell by cell; so are the zeros (0.0 and -0.0)."""
+    only where equal values are the same value, so cells of other types than str and float (where 1,
+    1.0 and True would count as one; dates) are done one by one, and so are the zeros (0.0 and -0.0)."""
     cells = column.to_numpy(dtype=object)
-    codes, uniques = pd.factorize(cells, use_na_sentinel=True)
-    uniques = uniques.tolist()
-    if set(map(type, cells)) <= _EXACT:
-        table = np.empty(len(uniques) + 1, dtype=object)
-        table[:-1] = [func(u) for u in uniques]
-        table[-1] = missing  # code -1
-        out = table[codes].tolist()
-        zero = next((i for i, u in enumerate(uniques) if u.__class__ is float and u == 0.0), None)
-        if zero is not None:
-            for i in np.flatnonzero(codes == zero).tolist():
-                out[i] = func(cells[i])
-        return out
-    return [missing if c < 0 else func(v) for v, c in zip(column.tolist(), codes.tolist(), strict=True)]
+    kinds = np.fromiter(map(type, cells), dtype=object, count=len(cells))
+    exact = np.zeros(len(cells), dtype=bool)
+    for kind in _EXACT:
+        exact |= kinds == kind
+    sub = cells if exact.all() else cells[exact]
+    codes, uniques = pd.factorize(sub, use_na_sentinel=True)
+    table = np.empty(len(uniques) + 1, dtype=object)
+    for i, u in enumerate(uniques.tolist()):
+        table[i] = func(u)
+    table[-1] = missing  # code -1
+    done = table[codes]
+    zero = next((i for i, u in enumerate(uniques.tolist()) if u.__class__ is float and u == 0.0), None)
+    if zero is not None:  # 0.0 and -0.0 share a code; most funcs (not repr) give them one result
+        pos, neg = func(0.0), func(-0.0)
+        if type(pos) is not type(neg) or pos != neg:
+            at = np.flatnonzero(codes == zero)
+            for i, negative in zip(at.tolist(), np.signbit(sub[at].astype(float)).tolist(), strict=True):
+                done[i] = neg if negative else pos
+    if sub is cells:
+        return done.tolist()
+    out = np.empty(len(cells), dtype=object)
+    out[exact] = done
+    for i in np.flatnonzero(~exact).tolist():
+        v = cells[i]
+        out[i] = missing if pd.api.types.is_scalar(v) and pd.isna(v) else func(v)
+    return out.tolist()

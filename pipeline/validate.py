@@ -18,7 +18,7 @@ from pipeline.checks import run_checks
 from pipeline.definition import NUMERIC, Definition
 from pipeline.numbers import parse_date, parse_numbers
 from pipeline.schema import build_schemas, run_schema
-from pipeline.text import fold, nfc
+from pipeline.text import fold, nfc, per_distinct
 
 CELL_COLUMNS = ["submission", "field", "raw", "cell", "pct"]
 FINDING_KEYS = ["submission", "field", "cell", "value", "rule", "expected", "detail", "suggestions"]
@@ -79,7 +79,8 @@ def parse_cells(definition: Definition, cells: pd.DataFrame) -> tuple[pd.DataFra
                                    "cell": df.loc[long, "cell"], "value": df.loc[long, "raw"].str[:200] + "…",
                                    "rule": "text-too-long"}))
     other = ~num & ~df["blank"]
-    df.loc[other, "text"] = df.loc[other, "raw"].map(_text)
+    df.loc[other, "text"] = pd.Series(per_distinct(df.loc[other, "raw"], _text, missing=None),
+                                      index=df.index[other], dtype=object)
     choices = df["type"].eq("choice") & other
     if choices.any():
         canon = {}

@@ -20,7 +20,8 @@ CELLS = st.one_of(
     st.floats(allow_nan=False, allow_infinity=True),
     st.sampled_from([0.0, -0.0, -0.5, 1.0, 828.0, 2.5]),
 )
-ANY = st.one_of(CELLS, st.integers(-3, 3), st.booleans(), st.sampled_from([np.int64(1), np.float64(1.0)]))
+ANY = st.one_of(CELLS, st.integers(-3, 3), st.booleans(), st.sampled_from([np.int64(1), np.float64(1.0)]),
+                st.datetimes(), st.dates())
 
 
 def _per_cell(values: list, func, missing="") -> list:
@@ -37,7 +38,8 @@ def test_per_distinct_is_a_call_per_cell_for_text_and_floats(values):
 
 @given(st.lists(ANY, max_size=40))
 def test_per_distinct_keeps_equal_values_of_other_types_apart(values):
-    """1, 1.0 and True are equal and hash alike: each must still get its own func(value)."""
+    """1, 1.0 and True are equal and hash alike: each must still get its own func(value); so must dates
+    among texts and figures."""
     column = pd.Series(values, dtype=object)
     assert per_distinct(column, lambda v: f"{type(v).__name__}:{v!r}") == _per_cell(
         values, lambda v: f"{type(v).__name__}:{v!r}")
