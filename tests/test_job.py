@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import openpyxl
@@ -321,3 +322,21 @@ def test_district_workbooks_are_the_same_whatever_the_number_of_processes(run, t
         assert [r[0] for r in book["Theo đơn vị"][1:-1]] == [code]  # its one unit, then the total row
         data = book["Dữ liệu"]
         assert {r[data[0].index("Mã đơn vị")] for r in data[1:]} <= {code}
+
+
+def test_discover_takes_every_file_under_the_inbox_but_office_lock_files(tmp_path):
+    from pipeline.job import discover
+
+    inbox = tmp_path / "inbox"
+    for name in ("b.xlsx", "A.XLS", "sub/c.ods", "sub/deeper/d.xlsm", "ghi-chu.txt", "sub/.~lock.c.ods#",
+                 "~$b.xlsx", ".xlsx"):
+        (inbox / name).parent.mkdir(parents=True, exist_ok=True)
+        (inbox / name).write_bytes(b"x")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "e.xlsx").write_bytes(b"x")
+    (inbox / "link").symlink_to(tmp_path / "elsewhere", target_is_directory=True)  # not followed
+    (inbox / "broken.xlsx").symlink_to(tmp_path / "nowhere.xlsx")  # no file behind it
+    os.mkfifo(inbox / "pipe.xlsx")  # reading it would block forever
+    books, others = discover(inbox)
+    assert books == ["A.XLS", "b.xlsx", os.path.join("sub", "c.ods"), os.path.join("sub", "deeper", "d.xlsm")]
+    assert others == [".xlsx", "ghi-chu.txt"]
