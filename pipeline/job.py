@@ -316,6 +316,20 @@ def _log_handler(path: Path) -> logging.Handler:
     return handler
 
 
+@contextlib.contextmanager
+def _fewer_collections():
+    """Run the garbage collector's young collections every 200,000 allocations instead of 700 (and
+    workers forked meanwhile inherit it). The job keeps millions of small objects alive (cells, rows,
+    XML pieces) and makes few reference cycles: at 10,000 files the default thresholds cost about 2 s
+    of the no-feedback job, mostly while the results of the reader workers come in."""
+    before = gc.get_threshold()
+    gc.set_threshold(200_000, 50, 1000)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
 def consolidate_inbox(
     inbox: Path,
     out: Path,
@@ -353,18 +367,19 @@ def consolidate_inbox(
         staging.mkdir()
         handler = _log_handler(staging / "tonghop.log")
         log.info("tonghop %s: inbox %s, period %s", __version__, inbox, period)
-        summary = _run(
-            inbox,
-            staging,
-            period,
-            definition,
-            units,
-            strict,
-            feedback,
-            options or Options(period=period),
-            on_progress,
-            t,
-        )
+        with _fewer_collections():
+            summary = _run(
+                inbox,
+                staging,
+                period,
+                definition,
+                units,
+                strict,
+                feedback,
+                options or Options(period=period),
+                on_progress,
+                t,
+            )
         log.info("done: %s", summary.timings)
         log.removeHandler(handler)
         handler.close()

@@ -340,3 +340,18 @@ def test_discover_takes_every_file_under_the_inbox_but_office_lock_files(tmp_pat
     books, others = discover(inbox)
     assert books == ["A.XLS", "b.xlsx", os.path.join("sub", "c.ods"), os.path.join("sub", "deeper", "d.xlsm")]
     assert others == [".xlsx", "ghi-chu.txt"]
+
+
+def test_the_job_collects_garbage_less_often_and_restores_the_collector(run, tmp_path, monkeypatch):
+    """Measured by `make bench`; here only that the thresholds are raised for the job and put back."""
+    import gc
+
+    import pipeline.job as job
+
+    inbox, _ = run
+    seen, real_run = [], job._run
+    monkeypatch.setattr(job, "_run", lambda *a: seen.append(gc.get_threshold()) or real_run(*a))
+    before = gc.get_threshold()
+    assert _consolidate(inbox, tmp_path, "--no-feedback") == 0
+    assert seen and seen[0][0] >= 100_000 > before[0]
+    assert gc.get_threshold() == before
