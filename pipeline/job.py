@@ -248,30 +248,33 @@ def _map(func: Callable, tasks: list, jobs: int, on_done: Callable[[int], None] 
     workers are busy (with one job: before the tasks). Chunks of at most 8 tasks keep the last worker
     from finishing long after the others."""
     _share(shared or {})
-    if jobs > 1 and len(tasks) > 8:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
+    try:
+        if jobs > 1 and len(tasks) > 8:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
 
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        gc.freeze()  # forked workers' collectors then leave the pages they share with this process alone
-        try:
-            pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_share, initargs=(shared or {},))
-            with pool:
-                done = pool.map(func, tasks, chunksize=max(1, min(8, len(tasks) // (4 * jobs))))
-                if meanwhile:
-                    meanwhile()
-                for n, _ in enumerate(done, 1):
-                    if on_done:
-                        on_done(n)
-        finally:
-            gc.unfreeze()
-    else:
-        if meanwhile:
-            meanwhile()
-        for n, task in enumerate(tasks, 1):
-            func(task)
-            if on_done:
-                on_done(n)
+            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            gc.freeze()  # forked workers' collectors then leave the pages they share with this process alone
+            try:
+                pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_share, initargs=(shared or {},))
+                with pool:
+                    done = pool.map(func, tasks, chunksize=max(1, min(8, len(tasks) // (4 * jobs))))
+                    if meanwhile:
+                        meanwhile()
+                    for n, _ in enumerate(done, 1):
+                        if on_done:
+                            on_done(n)
+            finally:
+                gc.unfreeze()
+        else:
+            if meanwhile:
+                meanwhile()
+            for n, task in enumerate(tasks, 1):
+                func(task)
+                if on_done:
+                    on_done(n)
+    finally:
+        _SHARED.clear()  # the frames a district run shares are not kept after it
 
 
 class RunError(Exception):

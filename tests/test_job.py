@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import python_calamine as pc
 
+from pipeline import job as job_mod
 from pipeline.cli import main
 from pipeline.samples import make_samples
 from pipeline.text import slug
@@ -314,6 +315,7 @@ def test_district_workbooks_are_the_same_whatever_the_number_of_processes(run, t
         assert _consolidate(inbox, tmp_path / jobs, "--jobs", jobs, "--units", str(csv), "--no-feedback") == 0
         outs[jobs] = _contents(tmp_path / jobs / PERIOD)
     assert outs["1"] == outs["2"]
+    assert not job_mod._SHARED  # the frames the workers shared are not kept after the run
     books = {k: v for k, v in outs["2"].items() if k.endswith(".xlsx")}
     assert len(books) == len(units) > 8
     assert sum(len(b["Dữ liệu"]) > 1 for b in books.values()) >= 18  # the units that sent a workbook
