@@ -107,7 +107,7 @@ def consolidate(
         index=["district_code", "unit_code"], columns="field", values="value", aggfunc="first"
     )
     by_district = num.droplevel("unit_code") if not num.empty else num
-    parts = [pd.DataFrame(columns=["district_code", "field", "value", "units"])]
+    parts = []
     for f in definition.fields.values():
         if f.method == "sum" and f.id in num.columns:
             col = by_district[f.id]
@@ -120,7 +120,8 @@ def consolidate(
         parts.append(pd.DataFrame({"district_code": n.index.to_numpy(), "field": f.id,
                                    "value": val.reindex(n.index).to_numpy(dtype=float),
                                    "units": n.to_numpy(dtype=int)}))
-    district = pd.concat(parts[1:], ignore_index=True) if len(parts) > 1 else parts[0]
+    district = (pd.concat(parts, ignore_index=True) if parts
+                else pd.DataFrame(columns=["district_code", "field", "value", "units"]))
 
     ch = used[
         used["field"].isin([f.id for f in definition.fields.values() if f.method == "count"])

@@ -64,12 +64,13 @@ def per_distinct(column: pd.Series, func: Callable[[object], object], missing: o
         exact |= kinds == kind
     sub = cells if exact.all() else cells[exact]
     codes, uniques = pd.factorize(sub, use_na_sentinel=True)
+    uniques = uniques.tolist()
     table = np.empty(len(uniques) + 1, dtype=object)
-    for i, u in enumerate(uniques.tolist()):
+    for i, u in enumerate(uniques):
         table[i] = func(u)
     table[-1] = missing  # code -1
     done = table[codes]
-    zero = next((i for i, u in enumerate(uniques.tolist()) if u.__class__ is float and u == 0.0), None)
+    zero = next((i for i, u in enumerate(uniques) if u.__class__ is float and u == 0.0), None)
     if zero is not None:  # 0.0 and -0.0 share a code; most funcs (not repr) give them one result
         pos, neg = func(0.0), func(-0.0)
         if type(pos) is not type(neg) or pos != neg:
