@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -24,25 +25,48 @@ VALUES_COLUMNS = [
     "file",
     "cell",
 ]
+_BLOCK = 100_000  # lines joined before one write
 _RISKY = ("=", "+", "-", "@", "\t", "\r", "\n")  # first characters that make a spreadsheet run a formula
 
 
-def _csv_column(column: pd.Series) -> list:
-    """A column as the csv module should write it: missing values blank, risky strings quoted."""
-    return per_distinct(column, lambda v: "'" + v if v.__class__ is str and v.startswith(_RISKY) else v)
+def _csv_fields(column: pd.Series) -> list[str]:
+    """Each cell of a column as a field of a csv line: written by the csv module (its quoting, repr of
+    floats), once per distinct value; missing cells empty; risky strings with a leading quote first."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+
+    def field(v: object) -> str:
+        if v.__class__ is str and v.startswith(_RISKY):
+            v = "'" + v
+        if v == "" or v is None:  # alone on a line the csv module quotes an empty field; in a row it is empty
+            return ""
+        buf.seek(0)
+        buf.truncate()
+        writer.writerow([v])
+        return buf.getvalue()[:-2]
+
+    return per_distinct(column, field)
 
 
 def write_csv(df: pd.DataFrame, target: Path) -> None:
     """Write `df` atomically as UTF-8 with BOM (Excel opens it with accents right). A string that a
     spreadsheet would run as a formula (leading =, +, -, @, tab, CR, LF) gets a leading quote (OWASP).
-    Written by the csv module from plain lists: a third faster than DataFrame.to_csv at 650,000 rows."""
-    columns = [_csv_column(df[c]) for c in df.columns]
-    # the BOM by hand: the utf-8-sig codec encodes in Python, a call per row (1.5 s at 650,000 rows)
+
+    The bytes are those of `csv.writer` (its quoting, CRLF), but each distinct value of a column is
+    quoted once and the lines are joined in blocks: the columns of values.csv hold a few thousand
+    distinct values in 650,000 cells, and this takes 40 % of the time of `writerows` on the cells
+    (1.9 against 4.7 s at 636,000 rows)."""
+    columns = [_csv_fields(df[c]) for c in df.columns]
+    if len(columns) == 1:  # a line of one empty field is written "" (an empty line would be no row)
+        columns = [[f or '""' for f in columns[0]]]
+    head = io.StringIO()
+    csv.writer(head, lineterminator="\r\n").writerow([str(c) for c in df.columns])
+    # the BOM by hand: the utf-8-sig codec encodes in Python, a call per write
     with atomic_path(target) as tmp, tmp.open("w", encoding="utf-8", newline="") as fh:
-        fh.write("\ufeff")
-        out = csv.writer(fh, lineterminator="\r\n")
-        out.writerow([str(c) for c in df.columns])
-        out.writerows(zip(*columns, strict=True))
+        fh.write("\ufeff" + head.getvalue())
+        for start in range(0, len(df), _BLOCK):
+            block = zip(*(c[start:start + _BLOCK] for c in columns), strict=True)
+            fh.write("\r\n".join(map(",".join, block)) + "\r\n")
 
 
 def values_table(values: pd.DataFrame, submissions: pd.DataFrame, definition, period: str) -> pd.DataFrame:

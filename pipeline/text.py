@@ -58,11 +58,12 @@ def per_distinct(column: pd.Series, func: Callable[[object], object], missing: o
     only where equal values are the same value, so cells of other types than str and float (where 1,
     1.0 and True would count as one; dates) are done one by one, and so are the zeros (0.0 and -0.0)."""
     cells = column.to_numpy(dtype=object)
-    kinds = np.fromiter(map(type, cells), dtype=object, count=len(cells))
-    exact = np.zeros(len(cells), dtype=bool)
-    for kind in _EXACT:
-        exact |= kinds == kind
-    sub = cells if exact.all() else cells[exact]
+    if isinstance(column.dtype, pd.StringDtype) or column.dtype.kind == "f":
+        sub = cells  # str or missing; float: no need to look at each cell's type
+    else:
+        kind_codes, kinds = pd.factorize(np.fromiter(map(type, cells), dtype=object, count=len(cells)))
+        exact = np.isin(kind_codes, [i for i, kind in enumerate(kinds) if kind in _EXACT])
+        sub = cells if exact.all() else cells[exact]
     codes, uniques = pd.factorize(sub, use_na_sentinel=True)
     uniques = uniques.tolist()
     table = np.empty(len(uniques) + 1, dtype=object)

@@ -46,6 +46,20 @@ def test_per_distinct_keeps_equal_values_of_other_types_apart(values):
     assert per_distinct(column, show_plain, missing="?") == _per_cell(values, show_plain, missing="?")
 
 
+
+@given(st.lists(st.one_of(st.none(), st.text(max_size=4), st.sampled_from(["=1", "Xã A", "X\u0303a"])),
+                max_size=40),
+       st.lists(st.one_of(st.floats(allow_nan=True), st.sampled_from([0.0, -0.0, 828.0])), max_size=40))
+def test_per_distinct_of_typed_columns_skips_the_type_scan_and_gives_the_same(texts, floats):
+    """A string column (pandas' str dtype) and a float64 column take the path without a look at each
+    cell's type; the result is still a call per cell (-0.0 apart from 0.0)."""
+    column = pd.Series(texts, dtype="str")
+    assert isinstance(column.dtype, pd.StringDtype)
+    assert per_distinct(column, repr) == _per_cell(column.tolist(), repr)
+    column = pd.Series(floats, dtype="float64")
+    assert per_distinct(column, repr, missing="?") == _per_cell(floats, repr, missing="?")
+
+
 def test_per_distinct_calls_once_per_distinct_value():
     calls = []
     column = pd.Series(["a", "b", "a", None, 2.0, 2.0, "b"] * 1000, dtype=object)
