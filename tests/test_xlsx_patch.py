@@ -1,0 +1,63 @@
+"""xlsx_patch.table_rows: whole columns in, the rows xlsxwriter's constant_memory mode would write out."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import xlsxwriter
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from python_calamine import CalamineWorkbook
+
+from pipeline import xlsx_patch
+
+TEXT = st.one_of(st.text(st.characters(blacklist_categories=("Cs",)), max_size=8),
+                 st.sampled_from(["Xã A", "a&b<c>", " lề", "_x0041_", "\x00", "\x01x", "Tốt"]))
+CELL = st.one_of(st.none(), st.just(""), TEXT, st.floats(allow_infinity=False),
+                 st.sampled_from([0.0, -0.0, 828.0, 1e16, 94.34, 3.0000000000000004]))
+
+
+def _reference(first_row: int, columns) -> str:
+    """A cell at a time: no cell for None, "" and NaN; text inline; a number as {:.16G}, -0 as 0."""
+    n = len(columns[0][2]) if columns else 0
+    rows = []
+    for i in range(n):
+        r = first_row + i
+        cells = []
+        for letter, style, values in columns:
+            v = values[i]
+            if v is None or v == "" or (isinstance(v, float) and math.isnan(v)):
+                continue
+            if isinstance(v, str):
+                cells.append(xlsx_patch.string_cell(f"{letter}{r}", style, v))
+            else:
+                cells.append(xlsx_patch.number_cell(f"{letter}{r}", style, v + 0.0))
+        rows.append(f'<row r="{r}">' + "".join(cells) + "</row>")
+    return "".join(rows)
+
+
+@settings(max_examples=300)
+@given(st.integers(1, 5).flatmap(lambda n: st.lists(
+    st.tuples(st.sampled_from(["A", "B", "J", "AA"]), st.sampled_from(["", ' s="3"']),
+              st.lists(CELL, min_size=n, max_size=n)), min_size=1, max_size=4)), st.integers(1, 1000))
+def test_table_rows_is_the_rows_written_a_cell_at_a_time(columns, first_row):
+    assert xlsx_patch.table_rows(first_row, columns) == _reference(first_row, columns)
+
+
+def test_table_rows_reads_back_in_a_workbook():
+    texts = ["Phường Đức Chính", "\x00 và \x01", "=1+1", "a&b"]
+    figures = [828.0, -0.0, None, 1234567.125]
+    buf = io.BytesIO()
+    wb = xlsxwriter.Workbook(buf, {"in_memory": True})
+    ws = wb.add_worksheet("T")
+    ws.write_string(0, 0, "head")
+    ws.write_number(len(texts), 1, 0)
+    wb.close()
+    out = io.BytesIO()
+    rows = xlsx_patch.table_rows(2, [("A", "", texts), ("B", "", figures)])
+    xlsx_patch.rewrite(buf.getvalue(), out, {
+        "xl/worksheets/sheet1.xml": lambda xml: xlsx_patch.replace_row(xml, len(texts) + 1, rows)})
+    got = CalamineWorkbook.from_filelike(io.BytesIO(out.getvalue())).get_sheet_by_name("T").to_python()
+    assert [r[0] for r in got[1:]] == texts
+    assert [r[1] for r in got[1:]] == [828.0, 0.0, "", 1234567.125]
