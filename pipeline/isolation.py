@@ -82,22 +82,26 @@ def map_isolated(func: Callable[[Any], Any], items: Iterable, *, timeout: float 
     worker: _Worker | None = None
     try:
         while True:
-            while queue and queue[0][1] is not _PENDING:
-                item, result, _ = queue.popleft()
-                yield item, result
-                if worker is not None:
-                    worker.restart_clock()  # the consumer's time between items is not the item's
+            # first keep the worker supplied: as soon as results come in (not after they have been
+            # yielded, which waits on the consumer), the next batch goes out while the worker is still
+            # busy with half a batch, so it never waits for us
             unsent = [entry for entry in queue if not entry[2] and entry[1] is _PENDING]
             if not unsent and (worker is None or len(worker.sent) <= batch // 2):
-                # the next batch goes out while the worker is still busy, so it never waits for us
                 unsent = [[item, _PENDING, False] for item in itertools.islice(source, max(1, batch))]
                 queue.extend(unsent)
             if not queue:
                 break
-            if worker is None:
-                worker = _Worker(ctx, func, memory_mb, timeout)
             if unsent:
+                if worker is None:
+                    worker = _Worker(ctx, func, memory_mb, timeout)
                 worker.offer(unsent)
+            if queue[0][1] is not _PENDING:
+                while queue and queue[0][1] is not _PENDING:
+                    item, result, _ = queue.popleft()
+                    yield item, result
+                    if worker is not None:
+                        worker.restart_clock()  # the consumer's time between items is not the item's
+                continue
             if not worker.wait():
                 worker.stop()
                 worker = None
