@@ -245,8 +245,15 @@ def parse_numbers(raw: pd.Series, kinds: pd.Series, percent_format: pd.Series | 
     frac = scaled[~pf[scaled]]
     rule[frac], expected[frac] = "percent-fraction", value[frac]
     done = (is_num & np.isnan(v)) | (finite & ((kind == "decimal") | is_pct | (is_int & whole)))
+    texts: dict[tuple[str, str], Parsed] = {}  # a text's reading depends on the text and kind only
     for i in np.flatnonzero(~done).tolist():
-        p = parse_number(vals[i], kind[i], percent_format=bool(pf[i]))
+        r = vals[i]
+        if r.__class__ is str:
+            p = texts.get((r, kind[i]))
+            if p is None:
+                p = texts[r, kind[i]] = parse_number(r, kind[i])
+        else:
+            p = parse_number(r, kind[i], percent_format=bool(pf[i]))
         value[i] = np.nan if p.value is None else p.value
         expected[i] = np.nan if p.expected is None else p.expected
         rule[i], sugg[i] = p.rule, " hoặc ".join(p.suggestions) or None
