@@ -21,12 +21,12 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 import xlsxwriter
 from xlsxwriter.utility import xl_col_to_name
-from xlsxwriter.worksheet import Worksheet
 
 from pipeline import xlsx_patch
 from pipeline.atomic import atomic_path
 from pipeline.consolidate import STATUS_ERRORS, STATUS_MISSING, STATUS_OK, STATUS_UNREADABLE
 from pipeline.findings import SEVERITY_ORDER, show
+from pipeline.worksheet import Worksheet
 
 SHEETS = ("Tổng hợp", "Theo đơn vị", "Lỗi và cảnh báo", "Tình hình nộp báo cáo", "Dữ liệu")
 SEVERITY_VN = {"error": "Lỗi", "warning": "Cảnh báo"}
@@ -108,25 +108,6 @@ def _fit(texts, lo: float, hi: float) -> float:
     return max(lo, min(hi, max((len(str(t)) for t in texts if not _blank(t)), default=0) + 2))
 
 
-class _Worksheet(Worksheet):
-    """xlsxwriter's worksheet, remembering how it prepared each formula (the same few in every district:
-    a SUM per column, a rule per status colour). xlsxwriter runs some 400 regular expressions over each
-    formula of a conditional format, about 2 ms of the 55 ms a district workbook takes. Should a later
-    xlsxwriter rename the method, this override is simply never called."""
-
-    def _prepare_formula(self, formula, *args, **kwargs):
-        key = (formula, args, tuple(sorted(kwargs.items())), self.use_future_functions)
-        prepared = _PREPARED.get(key)
-        if prepared is None:
-            if len(_PREPARED) >= 4096:
-                _PREPARED.clear()
-            prepared = _PREPARED[key] = super()._prepare_formula(formula, *args, **kwargs)
-        return prepared
-
-
-_PREPARED: dict = {}
-
-
 class _Book:
     """The workbook being written: formats (created once), page set-up and the count of cut strings."""
 
@@ -137,8 +118,8 @@ class _Book:
         self.status = {k: wb.add_format({"font_color": c, "bg_color": b})
                        for k, (c, b) in _STATUS_COLOURS.items()}
 
-    def sheet(self, name: str) -> _Worksheet:
-        return self.wb.add_worksheet(name, worksheet_class=_Worksheet)
+    def sheet(self, name: str) -> Worksheet:
+        return self.wb.add_worksheet(name, worksheet_class=Worksheet)
 
     def text(self, ws, r: int, c: int, s: object, fmt=None) -> None:
         """Write `s` as a string (never a formula or link); blank when missing; count strings Excel cuts."""

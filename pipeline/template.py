@@ -26,6 +26,7 @@ from xlsxwriter.utility import xl_cell_to_rowcol
 from pipeline.atomic import atomic_path
 from pipeline.definition import META_KEYS, META_SHEET, Definition, Field, Sheet, check_period
 from pipeline.findings import show
+from pipeline.worksheet import Worksheet
 
 AUTHOR = "Phòng GD&ĐT"
 GUIDE_SHEET, FEEDBACK_SHEET = "Hướng dẫn", "Góp ý"
@@ -282,7 +283,7 @@ class _Renderer:
     def form(self, sheet: Sheet) -> None:
         lay = self.d.layout["form"]
         lc, vc, uc, hc, ic = (_col(lay[f"{k}_col"]) for k in ("label", "value", "unit", "hint", "id"))
-        ws = self.wb.add_worksheet(sheet.name)
+        ws = self.wb.add_worksheet(sheet.name, worksheet_class=Worksheet)
         widths = {lc: 42, vc: 16, uc: 13, hc: 26}
         for col, w in widths.items():
             ws.set_column(col, col, w)
@@ -328,7 +329,7 @@ class _Renderer:
         nc, lc, fc, ic = (_col(lay[k]) for k in ("number_col", "label_col", "first_value_col", "id_col"))
         top, bottom = lay["header_row"] - 1, lay["first_row"] - 2
         lastc = fc + len(sheet.columns) - 1
-        ws = self.wb.add_worksheet(sheet.name)
+        ws = self.wb.add_worksheet(sheet.name, worksheet_class=Worksheet)
         widths = {nc: 5, lc: 48} | {fc + i: 12 for i in range(len(sheet.columns))}
         for col, w in widths.items():
             ws.set_column(col, col, w)
@@ -387,7 +388,7 @@ class _Renderer:
         return end + 4
 
     def guide(self) -> None:
-        ws = self.wb.add_worksheet(GUIDE_SHEET)
+        ws = self.wb.add_worksheet(GUIDE_SHEET, worksheet_class=Worksheet)
         ws.set_column(0, 0, 6)
         ws.set_column(1, 1, 90)
         wrap, bold = self.st(text_wrap=True, valign="top"), self.st(bold=True)
@@ -419,7 +420,7 @@ class _Renderer:
         _page(ws, r + len(self.d.sheets), 1, 96)
 
     def feedback(self, findings: pd.DataFrame) -> None:
-        ws = self.wb.add_worksheet(FEEDBACK_SHEET)
+        ws = self.wb.add_worksheet(FEEDBACK_SHEET, worksheet_class=Worksheet)
         ws.activate()
         heads = ("Mức độ", "Trang", "Ô", "Nội dung", "Giá trị đã ghi", "Giá trị đúng")
         widths = (10, 18, 7, 70, 14, 14)
@@ -465,7 +466,7 @@ class _Renderer:
         _page(ws, max(3, 3 + len(findings)), 5, sum(widths), (3, 3))
 
     def meta(self) -> None:
-        ws = self.wb.add_worksheet(META_SHEET)
+        ws = self.wb.add_worksheet(META_SHEET, worksheet_class=Worksheet)
         unit_code = "" if self.unit is None else str(self.unit["unit_code"])
         meta = {"template_id": self.d.id, "template_version": str(self.d.version), "unit_code": unit_code,
                 "period": self.period}

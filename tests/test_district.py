@@ -293,29 +293,3 @@ def test_libreoffice_prints_the_workbook(book, soffice_convert, tmp_path):
     data = pdf.read_bytes()
     assert data.startswith(b"%PDF") and data.count(b"/Type /Page") + data.count(b"/Type/Page") >= 5
 
-
-def test_formulas_are_prepared_once_and_as_xlsxwriter_prepares_them(definition, tmp_path, monkeypatch):
-    """The worksheet class remembers xlsxwriter's preparation of each formula: the same text as a plain
-    worksheet gives, and a second district workbook prepares none of its formulas again (a failure here
-    can mean xlsxwriter renamed the method the class overrides)."""
-    from xlsxwriter.worksheet import Worksheet
-
-    for formula, future in (('"Đạt"', True), ("=SUM(D2:D15)", False), ("=XLOOKUP(A1,B:B,C:C)", False),
-                            ("=STDEV.S(A1:A3)", True), ("{=SUM(A1:A2)}", False)):
-        assert district_mod._Worksheet()._prepare_formula(formula, future) == Worksheet()._prepare_formula(
-            formula, future)
-    district_mod._PREPARED.clear()
-    calls = []
-    plain = Worksheet._prepare_formula
-    monkeypatch.setattr(Worksheet, "_prepare_formula", lambda self, *a: calls.append(a) or plain(self, *a))
-    write_district_workbook(tmp_path / "a.xlsx", definition, **_kwargs(definition))
-    first = len(calls)
-    assert first >= 8  # the SUM row of "Theo đơn vị" and the status colours of two sheets
-    assert set(district_mod._PREPARED) and len(district_mod._PREPARED) == first
-    write_district_workbook(tmp_path / "b.xlsx", definition, **_kwargs(definition))
-    assert len(calls) == first
-    a, b = (openpyxl.load_workbook(tmp_path / n) for n in ("a.xlsx", "b.xlsx"))
-    rules = [[(str(r.sqref), [x.formula for x in r.rules]) for r in wb[SHEETS[3]].conditional_formatting]
-             for wb in (a, b)]
-    assert rules[0] == rules[1] and any('"Đạt"' in str(f) for _, f in rules[0])
-    assert a[SHEETS[1]]["D5"].value == b[SHEETS[1]]["D5"].value
