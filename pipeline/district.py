@@ -15,7 +15,7 @@ import functools
 import io
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
@@ -47,6 +47,7 @@ _WB_OPTIONS = {"strings_to_formulas": False, "strings_to_urls": False, "strings_
 # units list that is one huge district) the workbook is written cell by cell in constant_memory mode:
 # at 650,000 rows the default mode adds about 0.7 GB to the process, constant_memory about 40 MB.
 CONSTANT_MEMORY_ROWS = 200_000
+_SST = "xl/sharedStrings.xml"
 _MAX_ROWS = 1_048_576  # Excel's row limit: a larger "Dữ liệu" continues on "Dữ liệu (2)"
 _MAX_LINKS = 65_530  # Excel's hyperlink limit per worksheet; later feedback references are plain text
 _SUMMARY_WIDTHS = (6, 44, 15, 17, 34)  # TT, label, value, unit, note: also the activity table's columns
@@ -214,7 +215,8 @@ def write_district_workbook(path: Path, definition, *, district: Mapping, period
         splice = _data(book, values, splice=not large)
         wb.close()
         if packed is not None:
-            xlsx_patch.rewrite(packed.getvalue(), tmp, splice)
+            package = xlsx_patch.Package.read(packed.getvalue())
+            package.write(tmp, splice(package) if splice else {})
     return book.cut
 
 
@@ -475,12 +477,13 @@ def _submissions(book: _Book, units: pd.DataFrame) -> None:
     book.page(ws, landscape=True, repeat=2)
 
 
-def _data(book: _Book, values: pd.DataFrame, *, splice: bool = False) -> dict:
+def _data(book: _Book, values: pd.DataFrame, *, splice: bool = False) -> Callable | None:
     """Sheet "Dữ liệu": the tidy table, a row per value; continues on "Dữ liệu (2)" past Excel's row limit.
 
     With `splice`, xlsxwriter writes the sheet with one placeholder row and the rows are built from
-    whole columns; returns the edit that puts them in (member → function) for `xlsx_patch.rewrite`.
-    Else the cells are written through xlsxwriter by a tight loop over plain lists; returns {}."""
+    whole columns; returns the function that puts them in (the closed workbook's `Package` → the new
+    XML of the members it changes). Else the cells are written through xlsxwriter by a tight loop
+    over plain lists; returns None."""
     cols = [c for c in DATA_HEADERS if c in values.columns]
     n, texts, nums, vcol = len(values), [], [None] * len(values), 0
     for c, name in enumerate(cols):
@@ -504,7 +507,7 @@ def _data(book: _Book, values: pd.DataFrame, *, splice: bool = False) -> dict:
                 write_number(r, vcol, x)
         book.cut += cut
         _data_finish(book, ws, cols, end - start)
-    return {}
+    return None
 
 
 def _data_sheet(book: _Book, cols: list[str], part: int):
@@ -521,7 +524,7 @@ def _data_finish(book: _Book, ws, cols: list[str], rows: int) -> None:
     book.page(ws, landscape=True, repeat=0)
 
 
-def _data_spliced(book: _Book, cols: list[str], n: int, texts: list, nums: list, vcol: int) -> dict:
+def _data_spliced(book: _Book, cols: list[str], n: int, texts: list, nums: list, vcol: int) -> Callable:
     """"Dữ liệu" as xlsxwriter's sheet (header, widths, filter, print set-up) around a placeholder last
     row whose cells carry the column formats; the rows themselves come from `xlsx_patch.table_rows`."""
     ws = _data_sheet(book, cols, 0)
@@ -538,11 +541,16 @@ def _data_spliced(book: _Book, cols: list[str], n: int, texts: list, nums: list,
     columns[vcol] = [x if x is not None else t for x, t in zip(nums, columns[vcol], strict=True)]
     member = f"xl/worksheets/sheet{book.wb.worksheets().index(ws) + 1}.xml"
 
-    def edit(xml: str) -> str:
+    def splice(package: xlsx_patch.Package) -> dict[str, str]:
+        xml = package.text(member)
         styles = xlsx_patch.row_styles(xml, n + 1)
         letters = [xl_col_to_name(c) for c in range(len(cols))]
         spec = [(a, styles.get(a, ""), col) for a, col in zip(letters, columns, strict=True)]
-        rows = xlsx_patch.table_rows(2, spec)
-        return xlsx_patch.replace_row(xml, n + 1, rows)
+        # the texts join the shared strings xlsxwriter wrote for the other sheets (there always are some)
+        strings = xlsx_patch.SharedStrings(package.text(_SST)) if package.has(_SST) else None
+        out = {member: xlsx_patch.replace_row(xml, n + 1, xlsx_patch.table_rows(2, spec, strings))}
+        if strings is not None:
+            out[_SST] = strings.xml()
+        return out
 
-    return {member: edit}
+    return splice

@@ -76,6 +76,9 @@ class Package:
         with zipfile.ZipFile(io.BytesIO(source)) as z:
             return cls(tuple((info, z.read(info)) for info in z.infolist()))
 
+    def has(self, name: str) -> bool:
+        return any(info.filename == name for info, _ in self.members)
+
     def text(self, name: str) -> str:
         for info, data in self.members:
             if info.filename == name:
@@ -136,9 +139,11 @@ def row_styles(sheet_xml: str, row: int) -> dict[str, str]:
             re.finditer(rf'<c r="([A-Z]+){row}"((?: s="[0-9]+")?)', sheet_xml[start:end])}
 
 
-def table_rows(first_row: int, columns: Iterable[tuple[str, str, list]]) -> str:
+def table_rows(first_row: int, columns: Iterable[tuple[str, str, list]],
+               strings: SharedStrings | None = None) -> str:
     """Row elements from `first_row` for whole columns: (letter, ' s="N"' or "", values) where a value is
-    a str (text), a float (number) or None/"" (no cell). Every column has the same length.
+    a str (text), a float (number) or None/"" (no cell). Every column has the same length. Texts go to
+    `strings` (the workbook's shared strings) when given, else inline.
 
     Each distinct value's cell XML is made once per column, with a marker where the row number goes,
     and each row is joined and given its number in one pass: about 1 µs a row of 8 cells instead of
@@ -152,8 +157,13 @@ def table_rows(first_row: int, columns: Iterable[tuple[str, str, list]]) -> str:
         if len(values) != n:
             raise ValueError("columns of different lengths")
         pre = f'<c r="{letter}\x00"'
-        made = {v: pre + _body(style, v if v.__class__ is str else v + 0.0)
-                for v in set(values) if (v.__class__ is str and v) or (v.__class__ is float and v == v)}
+        texts = {v for v in set(values) if v.__class__ is str and v}
+        if strings is None:
+            made = {v: pre + _body(style, v) for v in texts}
+        else:
+            made = {v: f'{pre}{style} t="s"><v>{strings.add(v)}</v></c>' for v in sorted(texts)}
+            strings.refs += sum(map(texts.__contains__, values))
+        made.update((v, pre + _body(style, v + 0.0)) for v in set(values) if v.__class__ is float and v == v)
         made[""] = made[None] = ""
         cells = list(map(made.get, values))
         if None in cells:  # a value that is not its own dict key (NaN, another type): cell by cell
@@ -164,6 +174,50 @@ def table_rows(first_row: int, columns: Iterable[tuple[str, str, list]]) -> str:
         return ""
     return "".join(f'<row r="\x00">{"".join(cells)}</row>'.replace("\x00", str(r))
                    for r, cells in enumerate(zip(*parts, strict=True), first_row))
+
+
+_SST_HEAD = re.compile(r'<sst\b[^>]*>')
+_SST_PLAIN = re.compile(r'<si><t(?: xml:space="preserve")?>([^<]*)</t></si>|<si>')
+
+
+class SharedStrings:
+    """The shared-string table xlsxwriter wrote (xl/sharedStrings.xml), for rows spliced in to add their
+    texts to: a text cell is then an index (about half the XML of an inline string, so less to build
+    and to deflate). Texts already in the table are found again by their escaped form."""
+
+    def __init__(self, xml: str) -> None:
+        head = _SST_HEAD.search(xml)
+        count = re.search(r'\bcount="(\d+)"', head.group(0)) if head else None
+        if head is None or count is None or "</sst>" not in xml:
+            raise ValueError("not a shared-string table xlsxwriter wrote")
+        self._xml, self._head = xml, head
+        self.refs = int(count.group(1))  # cells that refer to the table
+        self.index: dict[str, int] = {}  # escaped text -> position, for the plain entries
+        self.unique = 0
+        for m in _SST_PLAIN.finditer(xml):
+            if m.group(1) is not None:
+                self.index.setdefault(m.group(1), self.unique)
+            self.unique += 1
+        self._new: list[str] = []
+
+    def add(self, text: str) -> int:
+        """The position of `text` in the table, added at the end when new. The caller counts its cells
+        in `refs`."""
+        key = xml_text(text)
+        at = self.index.get(key)
+        if at is None:
+            at = self.index[key] = self.unique
+            self.unique += 1
+            space = ' xml:space="preserve"' if _EDGE_SPACE.search(text) else ""
+            self._new.append(f"<si><t{space}>{key}</t></si>")
+        return at
+
+    def xml(self) -> str:
+        head = re.sub(r'\b(count|uniqueCount)="\d+"', lambda m: f'{m.group(1)}="'
+                      f'{self.refs if m.group(1) == "count" else self.unique}"', self._head.group(0))
+        end = self._xml.rindex("</sst>")
+        return self._xml[:self._head.start()] + head + self._xml[self._head.end():end] + "".join(
+            self._new) + self._xml[end:]
 
 
 def _blank(v: object) -> bool:

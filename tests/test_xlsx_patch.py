@@ -61,3 +61,50 @@ def test_table_rows_reads_back_in_a_workbook():
     got = CalamineWorkbook.from_filelike(io.BytesIO(out.getvalue())).get_sheet_by_name("T").to_python()
     assert [r[0] for r in got[1:]] == texts
     assert [r[1] for r in got[1:]] == [828.0, 0.0, "", 1234567.125]
+
+
+def test_spliced_texts_join_the_shared_strings_xlsxwriter_wrote():
+    """Texts already in the table are referred to, new ones appended (escaped as xlsxwriter escapes
+    them); count and uniqueCount stay true, and every reader sees the texts typed."""
+    import xml.etree.ElementTree as ET
+
+    head = ["Mã", " lề", "a&b"]
+    buf = io.BytesIO()
+    wb = xlsxwriter.Workbook(buf, {"in_memory": True})
+    ws = wb.add_worksheet("T")
+    for c, text in enumerate(head):
+        ws.write_string(0, c, text)
+    ws.write_number(4, 0, 0)
+    wb.close()
+    package = xlsx_patch.Package.read(buf.getvalue())
+    strings = xlsx_patch.SharedStrings(package.text("xl/sharedStrings.xml"))
+    assert (strings.refs, strings.unique) == (3, 3)
+    texts = ["a&b", "Phường Đức Chính", None, " lề"]
+    codes = ["07093", "", "_x0041_ \x01", "07093"]
+    rows = xlsx_patch.table_rows(2, [("A", "", texts), ("B", "", codes), ("C", "", [1.5, None, -0.0, 2.0])],
+                                 strings)
+    assert 't="s"><v>2</v>' in rows and 't="s"><v>1</v>' in rows  # "a&b" and " lề" found again
+    sst = strings.xml()
+    root = ET.fromstring(sst)
+    assert int(root.get("uniqueCount")) == len(root) == 3 + 3  # Phường Đức Chính, 07093, _x0041_ \x01
+    assert int(root.get("count")) == 3 + 3 + 3
+    sheet = package.text("xl/worksheets/sheet1.xml")
+    out = io.BytesIO()
+    package.write(out, {"xl/worksheets/sheet1.xml": xlsx_patch.replace_row(sheet, 5, rows),
+                        "xl/sharedStrings.xml": sst})
+    got = CalamineWorkbook.from_filelike(io.BytesIO(out.getvalue())).get_sheet_by_name("T").to_python()
+    assert got[0] == head
+    assert [r[0] for r in got[1:]] == ["a&b", "Phường Đức Chính", "", " lề"]
+    assert [r[1] for r in got[1:]] == ["07093", "", "_x0041_ \x01", "07093"]
+    assert [r[2] for r in got[1:]] == [1.5, "", 0.0, 2.0]
+    import openpyxl
+
+    column = [c.value for c in openpyxl.load_workbook(out)["T"]["A"]]
+    assert column[1:] == ["a&b", "Phường Đức Chính", None, " lề"]
+
+
+def test_shared_strings_refuses_what_xlsxwriter_did_not_write():
+    import pytest
+
+    with pytest.raises(ValueError):
+        xlsx_patch.SharedStrings("<worksheet/>")
