@@ -487,7 +487,7 @@ def _data(book: _Book, values: pd.DataFrame, *, splice: bool = False) -> Callabl
     cols = [c for c in DATA_HEADERS if c in values.columns]
     n, texts, nums, vcol = len(values), [], [None] * len(values), 0
     for c, name in enumerate(cols):
-        raw = values[name].astype(object).tolist()
+        raw = values[name].tolist()
         if name == "value":  # numbers stay numbers; text values (choices, dates, notes) stay text
             vcol, nums = c, [v if v.__class__ is float and v == v else _number(v) for v in raw]
             raw = [None if x is not None else v for v, x in zip(raw, nums, strict=True)]

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
 
@@ -168,7 +169,11 @@ def _write_district(code: str) -> None:
     def part(name: str) -> pd.DataFrame:
         frame = sh[name]
         pos = rows.get(name)
-        return frame.iloc[pos] if pos is not None else frame.iloc[0:0]
+        if pos is None:
+            return frame.iloc[0:0]
+        if pos[-1] - pos[0] + 1 == len(pos):  # the usual case (units listed district by district): a view
+            return frame.iloc[pos[0]:pos[-1] + 1]
+        return frame.iloc[pos]
 
     mine = part("findings")
     units = part("units")
@@ -190,6 +195,17 @@ def _write_district(code: str) -> None:
         values=part("values"),
         feedback_links={c: sh["links"][c] for c in units["unit_code"] if c in sh["links"]},
     )
+
+
+def _grouped(frame: pd.DataFrame, keys: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
+    """`frame` and its `keys` with the rows of each key together, in their order (a stable sort when
+    they are not already), so that a worker takes its district's rows as a slice, not a copy."""
+    codes, uniques = pd.factorize(keys)  # a missing key is -1
+    runs = int(np.count_nonzero(codes[1:] != codes[:-1])) + 1 if len(codes) else 0
+    if runs <= len(uniques) + bool((codes == -1).any()):
+        return frame, keys
+    order = np.argsort(codes, kind="stable")
+    return frame.iloc[order], keys.iloc[order]
 
 
 def write_districts(
@@ -221,6 +237,8 @@ def write_districts(
     }
     rows: dict[str, dict[str, object]] = {}
     for name, (frame, keys) in frames.items():  # the row positions of each district in each frame
+        frame, keys = _grouped(frame, keys)
+        frames[name] = (frame, keys)
         for code, pos in pd.Series(range(len(frame))).groupby(keys.to_numpy(), sort=False).indices.items():
             rows.setdefault(code, {})[name] = pos
     districts = cons.units.drop_duplicates("district_code").sort_values("district_code")

@@ -357,3 +357,19 @@ def test_the_job_collects_garbage_less_often_and_restores_the_collector(run, tmp
     assert _consolidate(inbox, tmp_path, "--no-feedback") == 0
     assert seen and seen[0][0] >= 100_000 > before[0]
     assert gc.get_threshold() == before
+
+
+def test_grouped_puts_each_districts_rows_together_in_their_order():
+    """A worker slices its district's rows out of the shared frames: rows spread over the frame are
+    brought together (stably: each district's rows keep their order; rows of no district first); a
+    frame whose rows are already together is returned as it is."""
+    from pipeline.job import _grouped
+
+    frame = pd.DataFrame({"n": range(7)})
+    keys = pd.Series(["B", "A", None, "B", "A", "C", None])
+    got, got_keys = _grouped(frame, keys)
+    assert got["n"].tolist() == [2, 6, 0, 3, 1, 4, 5]
+    assert got_keys.fillna("-").tolist() == ["-", "-", "B", "B", "A", "A", "C"]
+    together = pd.DataFrame({"n": range(5)})
+    keys = pd.Series(["A", "A", "B", None, None])
+    assert _grouped(together, keys)[0] is together
