@@ -15,7 +15,7 @@ import functools
 import io
 import math
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
@@ -112,8 +112,11 @@ def _fit(texts, lo: float, hi: float) -> float:
 class _Book:
     """The workbook being written: formats (created once), page set-up and the count of cut strings."""
 
-    def __init__(self, wb: xlsxwriter.Workbook, header: str) -> None:
+    def __init__(self, wb: xlsxwriter.Workbook, header: str, splice: bool = False) -> None:
         self.wb, self.header, self.cut = wb, header, 0
+        # long plain tables are spliced into the closed workbook (xlsx_patch) unless it streams rows out
+        # (constant_memory); each function maps (package, shared strings) to the members it rewrites
+        self.splice, self.splices = splice, []
         self.f = {k: wb.add_format(_BASE | v) for k, v in _FORMATS.items()}
         self.big = {k: wb.add_format(_BASE | v | {"font_size": 12}) for k, v in _FORMATS.items()}  # Tổng hợp
         self.status = {k: wb.add_format({"font_color": c, "bg_color": b})
@@ -207,16 +210,23 @@ def write_district_workbook(path: Path, definition, *, district: Mapping, period
         wb = xlsxwriter.Workbook(str(tmp) if large else packed, options)
         wb.set_properties({"title": f"{definition.title} – {district['district_name']}", "subject": label,
                            "author": "Phòng GD&ĐT"})
-        book = _Book(wb, header)
+        book = _Book(wb, header, splice=not large)
         activities = _summary(book, definition, district, label, run_date, units, district_values, choices)
         _by_unit(book, definition, units, figures, activities)
         _findings(book, definition, findings, feedback_links)
         _submissions(book, units)
-        splice = _data(book, values, splice=not large)
+        _data(book, values)
         wb.close()
         if packed is not None:
             package = xlsx_patch.Package.read(packed.getvalue())
-            package.write(tmp, splice(package) if splice else {})
+            # the spliced texts join the shared strings xlsxwriter wrote for the rest (there always are some)
+            strings = xlsx_patch.SharedStrings(package.text(_SST)) if package.has(_SST) else None
+            out = {}
+            for splice in book.splices:
+                out.update(splice(package, strings))
+            if strings is not None and book.splices:
+                out[_SST] = strings.xml()
+            package.write(tmp, out)
     return book.cut
 
 
@@ -288,6 +298,7 @@ def _summary(book: _Book, d, district, label, run_date, units, district_values, 
         book.merge(ws, r + i, 0, 1, left, s["sign_note" if i else "sign"])
         book.merge(ws, r + i, 3, last, right, s["sign_note" if i else "sign"])
     ws.set_row(r + 2, 70)  # room to sign
+    ws.write_blank(r + 2, 0, None, s["sign_note"])  # a cell, else constant_memory drops the row's height
     ws.print_area(0, 0, r + 2, last)
     book.page(ws)
     return activities
@@ -449,7 +460,9 @@ def _received(v: object) -> dt.datetime | None:
 
 
 def _submissions(book: _Book, units: pd.DataFrame) -> None:
-    """Sheet "Tình hình nộp báo cáo": the counts on top, then each unit's submission and status (coloured)."""
+    """Sheet "Tình hình nộp báo cáo": the counts on top, then each unit's submission and status (coloured).
+
+    The unit rows are spliced in (`_rows_spliced`) unless the workbook streams its rows out."""
     ws, f, n = book.sheet(SHEETS[3]), book.f, len(units)
     sent = units["status"] != STATUS_MISSING
     with_errors = int((units["status"] == STATUS_ERRORS).sum())
@@ -463,27 +476,83 @@ def _submissions(book: _Book, units: pd.DataFrame) -> None:
     widths = (10, _fit(names, 16, 32), 10, _fit(get["file"], 12, 36), 16, 8, 10, 14,
               _fit(get["superseded"], 14, 40))
     book.head(ws, 2, heads, widths)
-    rows = zip(units["unit_code"], names, sent, units["status"], strict=True)
-    for i, (code, name, ok, status) in enumerate(rows):
+    columns = [(units["unit_code"].tolist(), f["code"]), (names.tolist(), f["text"]),
+               (["Đã nộp" if ok else "Chưa nộp" for ok in sent], f["code"]), (get["file"], f["text"]),
+               ([w or r for w, r in zip(when, get["received"], strict=True)], f["when"]),
+               (get["errors"], f["int"]), (get["warnings"], f["int"]), (units["status"].tolist(), f["code"]),
+               (get["superseded"], f["text"])]
+    for i in range(n):
         ws.set_row(i + 3, _height([(get["file"][i], widths[3]), (get["superseded"][i], widths[8])]))
-        book.cells(ws, i + 3, [
-            (code, f["code"]), (name, f["text"]), ("Đã nộp" if ok else "Chưa nộp", f["code"]),
-            (get["file"][i], f["text"]), (when[i] or get["received"][i], f["when"]),
-            (get["errors"][i], f["int"]), (get["warnings"][i], f["int"]), (status, f["code"]),
-            (get["superseded"][i], f["text"])])
+    if book.splice and n:
+        _rows_spliced(book, ws, 3, columns)
+    else:
+        for i in range(n):
+            book.cells(ws, i + 3, [(values[i], fmt) for values, fmt in columns])
     book.status_colours(ws, 3, max(n + 2, 3), 7)
     ws.freeze_panes(3, 0)
     ws.autofilter(2, 0, max(n + 2, 3), len(heads) - 1)
     book.page(ws, landscape=True, repeat=2)
 
 
-def _data(book: _Book, values: pd.DataFrame, *, splice: bool = False) -> Callable | None:
+def _excel_serial(v: dt.datetime) -> float:
+    """A naive datetime as Excel's serial number (1900 system, with its 29/2/1900), as xlsxwriter makes it."""
+    delta = v - dt.datetime(1899, 12, 31)
+    x = delta.days + (delta.seconds + delta.microseconds / 1e6) / 86400
+    return x + 1 if x > 59 else x
+
+
+def _spliceable(v: object) -> str | float | None:
+    """A cell as `book.cells` would write it, for `xlsx_patch.table_rows`: text, number (a datetime as
+    its serial number), or None for a (formatted) blank."""
+    if v.__class__ is str:
+        return v or None
+    if isinstance(v, dt.datetime):
+        return _excel_serial(v.replace(tzinfo=None))
+    x = _number(v)
+    return x if x is not None else None if _blank(v) else str(v)
+
+
+def _rows_spliced(book: _Book, ws, first: int, columns: list[tuple[list, object]]) -> None:
+    """Rows `first`.. (0-based) of `ws` as whole columns (values, format), spliced into the closed
+    workbook: xlsxwriter writes the rows' heights and, in the last row, a formatted blank per column
+    whose style the spliced cells take; a few µs a row instead of 20 µs a cell."""
+    n = len(columns[0][0])
+    last = first + n - 1
+    for c, (_, fmt) in enumerate(columns):
+        ws.write_blank(last, c, None, fmt)
+    cells = []
+    for values, _ in columns:
+        col = [_spliceable(v) for v in values]
+        cells.append(_cut(book, col))
+    member = f"xl/worksheets/sheet{book.wb.worksheets().index(ws) + 1}.xml"
+
+    def splice(package: xlsx_patch.Package, strings) -> dict[str, str]:
+        xml = package.text(member)
+        styles = xlsx_patch.row_styles(xml, last + 1)
+        start, end, tags = xlsx_patch.row_span(xml, first + 1, last + 1)
+        spec = [(xl_col_to_name(c), styles.get(xl_col_to_name(c), ""), col) for c, col in enumerate(cells)]
+        rows = xlsx_patch.table_rows(first + 1, spec, strings, row_tags=tags, styled_blanks=True)
+        return {member: xml[:start] + rows + xml[end:]}
+
+    book.splices.append(splice)
+
+
+def _cut(book: _Book, values: list) -> list:
+    """Texts cut at Excel's limit, counted in `book.cut` (rare: the column is only copied then)."""
+    if len(max((v for v in values if v.__class__ is str), key=len, default="")) <= xlsx_patch.MAX_TEXT:
+        return values
+    most = xlsx_patch.MAX_TEXT
+    cut = [v[:most] if v.__class__ is str and len(v) > most else v for v in values]
+    book.cut += sum(a is not b for a, b in zip(cut, values, strict=True))
+    return cut
+
+
+def _data(book: _Book, values: pd.DataFrame) -> None:
     """Sheet "Dữ liệu": the tidy table, a row per value; continues on "Dữ liệu (2)" past Excel's row limit.
 
-    With `splice`, xlsxwriter writes the sheet with one placeholder row and the rows are built from
-    whole columns; returns the function that puts them in (the closed workbook's `Package` → the new
-    XML of the members it changes). Else the cells are written through xlsxwriter by a tight loop
-    over plain lists; returns None."""
+    With `book.splice`, xlsxwriter writes the sheet with one placeholder row and the rows are built
+    from whole columns and spliced in (`_data_spliced`). Else the cells are written through xlsxwriter
+    by a tight loop over plain lists."""
     cols = [c for c in DATA_HEADERS if c in values.columns]
     n, texts, nums, vcol = len(values), [], [None] * len(values), 0
     for c, name in enumerate(cols):
@@ -492,7 +561,7 @@ def _data(book: _Book, values: pd.DataFrame, *, splice: bool = False) -> Callabl
             vcol, nums = c, [v if v.__class__ is float and v == v else _number(v) for v in raw]
             raw = [None if x is not None else v for v, x in zip(raw, nums, strict=True)]
         texts.append((c, [v if v.__class__ is str else None if _blank(v) else str(v) for v in raw]))
-    if splice and 0 < n < _MAX_ROWS:
+    if book.splice and 0 < n < _MAX_ROWS:
         return _data_spliced(book, cols, n, texts, nums, vcol)
     for part, start in enumerate(range(0, max(n, 1), _MAX_ROWS - 1)):
         ws = _data_sheet(book, cols, part)
@@ -507,7 +576,6 @@ def _data(book: _Book, values: pd.DataFrame, *, splice: bool = False) -> Callabl
                 write_number(r, vcol, x)
         book.cut += cut
         _data_finish(book, ws, cols, end - start)
-    return None
 
 
 def _data_sheet(book: _Book, cols: list[str], part: int):
@@ -524,7 +592,7 @@ def _data_finish(book: _Book, ws, cols: list[str], rows: int) -> None:
     book.page(ws, landscape=True, repeat=0)
 
 
-def _data_spliced(book: _Book, cols: list[str], n: int, texts: list, nums: list, vcol: int) -> Callable:
+def _data_spliced(book: _Book, cols: list[str], n: int, texts: list, nums: list, vcol: int) -> None:
     """"Dữ liệu" as xlsxwriter's sheet (header, widths, filter, print set-up) around a placeholder last
     row whose cells carry the column formats; the rows themselves come from `xlsx_patch.table_rows`."""
     ws = _data_sheet(book, cols, 0)
@@ -533,24 +601,15 @@ def _data_spliced(book: _Book, cols: list[str], n: int, texts: list, nums: list,
     _data_finish(book, ws, cols, n)
     columns: list = [None] * len(cols)
     for c, lst in texts:
-        if len(max(filter(None, lst), key=len, default="")) > xlsx_patch.MAX_TEXT:  # rare: cut, and count
-            cut = [v[:xlsx_patch.MAX_TEXT] if v and len(v) > xlsx_patch.MAX_TEXT else v for v in lst]
-            book.cut += sum(a is not b for a, b in zip(cut, lst, strict=True))
-            lst = cut
-        columns[c] = lst
+        columns[c] = _cut(book, lst)
     columns[vcol] = [x if x is not None else t for x, t in zip(nums, columns[vcol], strict=True)]
     member = f"xl/worksheets/sheet{book.wb.worksheets().index(ws) + 1}.xml"
 
-    def splice(package: xlsx_patch.Package) -> dict[str, str]:
+    def splice(package: xlsx_patch.Package, strings) -> dict[str, str]:
         xml = package.text(member)
         styles = xlsx_patch.row_styles(xml, n + 1)
         letters = [xl_col_to_name(c) for c in range(len(cols))]
         spec = [(a, styles.get(a, ""), col) for a, col in zip(letters, columns, strict=True)]
-        # the texts join the shared strings xlsxwriter wrote for the other sheets (there always are some)
-        strings = xlsx_patch.SharedStrings(package.text(_SST)) if package.has(_SST) else None
-        out = {member: xlsx_patch.replace_row(xml, n + 1, xlsx_patch.table_rows(2, spec, strings))}
-        if strings is not None:
-            out[_SST] = strings.xml()
-        return out
+        return {member: xlsx_patch.replace_row(xml, n + 1, xlsx_patch.table_rows(2, spec, strings))}
 
-    return splice
+    book.splices.append(splice)

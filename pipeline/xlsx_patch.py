@@ -140,10 +140,13 @@ def row_styles(sheet_xml: str, row: int) -> dict[str, str]:
 
 
 def table_rows(first_row: int, columns: Iterable[tuple[str, str, list]],
-               strings: SharedStrings | None = None) -> str:
+               strings: SharedStrings | None = None, *, row_tags: list[str] | None = None,
+               styled_blanks: bool = False) -> str:
     """Row elements from `first_row` for whole columns: (letter, ' s="N"' or "", values) where a value is
-    a str (text), a float (number) or None/"" (no cell). Every column has the same length. Texts go to
-    `strings` (the workbook's shared strings) when given, else inline.
+    a str (text), a float (number) or None/"" (no cell, or with `styled_blanks` a blank cell carrying
+    the column's style, as xlsxwriter writes a formatted blank). Every column has the same length.
+    Texts go to `strings` (the workbook's shared strings) when given, else inline. `row_tags` are the
+    rows' opening tags as xlsxwriter wrote them (with their heights; see `row_tags`), else plain.
 
     Each distinct value's cell XML is made once per column, with a marker where the row number goes,
     and each row is joined and given its number in one pass: about 1 µs a row of 8 cells instead of
@@ -164,16 +167,41 @@ def table_rows(first_row: int, columns: Iterable[tuple[str, str, list]],
             made = {v: f'{pre}{style} t="s"><v>{strings.add(v)}</v></c>' for v in sorted(texts)}
             strings.refs += sum(map(texts.__contains__, values))
         made.update((v, pre + _body(style, v + 0.0)) for v in set(values) if v.__class__ is float and v == v)
-        made[""] = made[None] = ""
+        blank = f"{pre}{style}/>" if styled_blanks and style else ""
+        made[""] = made[None] = blank
         cells = list(map(made.get, values))
         if None in cells:  # a value that is not its own dict key (NaN, another type): cell by cell
-            cells = [c if c is not None else "" if _blank(v) else pre + _body(style, float(v) + 0.0)
+            cells = [c if c is not None else blank if _blank(v) else pre + _body(style, float(v) + 0.0)
                      for c, v in zip(cells, values, strict=True)]
         parts.append(cells)
     if not parts:
         return ""
+    if row_tags is not None:
+        if len(row_tags) != n:
+            raise ValueError("a row tag per row")
+        return "".join(f'{tag}{"".join(cells)}</row>'.replace("\x00", str(r)) for r, tag, cells in
+                       zip(range(first_row, first_row + n), row_tags, zip(*parts, strict=True), strict=True))
     return "".join(f'<row r="\x00">{"".join(cells)}</row>'.replace("\x00", str(r))
                    for r, cells in enumerate(zip(*parts, strict=True), first_row))
+
+
+_ROW_TAG = re.compile(r'<row r="(\d+)"([^>]*?)(/?)>')
+
+
+def row_span(sheet_xml: str, first: int, last: int) -> tuple[int, int, list[str]]:
+    """Where rows `first`..`last` (1-based) are in a worksheet's XML, and an opening tag for each: the
+    one xlsxwriter wrote (its height, its style) without spans, or a plain one for a row it did not
+    write. Returns (start, end, tags) with the rows at sheet_xml[start:end]. Raises ValueError when
+    row `last` is not there."""
+    start = sheet_xml.find(f'<row r="{first}"')
+    last_at = sheet_xml.find(f'<row r="{last}"', max(start, 0))
+    if start < 0 or last_at < 0:
+        raise ValueError(f"worksheet has no rows {first} to {last}")
+    m = _ROW_TAG.match(sheet_xml, last_at)
+    end = m.end() if m and m.group(3) else sheet_xml.find("</row>", last_at) + len("</row>")
+    found = {int(m.group(1)): re.sub(r' spans="[^"]*"', "", m.group(2))
+             for m in _ROW_TAG.finditer(sheet_xml, start, end)}
+    return start, end, [f'<row r="{r}"{found.get(r, "")}>' for r in range(first, last + 1)]
 
 
 _SST_HEAD = re.compile(r'<sst\b[^>]*>')

@@ -275,9 +275,11 @@ def test_constant_memory_writes_the_same_workbook(definition, tmp_path, monkeypa
         # from an inline one), formats as openpyxl does
         values = [r.get_sheet_by_name(name).to_python() for r in readers]
         assert values[0] == values[1], name
-        cells = [[[(c.number_format, c.alignment.indent, c.font.name) for c in r]
-                  for r in ws.iter_rows()] for ws in (a, b)]
+        cells = [[[(c.number_format, c.alignment.indent, c.font.name, c.font.b, c.border.left.style,
+                    c.fill.fgColor.rgb) for c in r] for r in ws.iter_rows()] for ws in (a, b)]
         assert cells[0] == cells[1], name
+        heights = [{r: d.height for r, d in ws.row_dimensions.items() if d.height} for ws in (a, b)]
+        assert heights[0] == heights[1], name
         assert {str(m) for m in a.merged_cells.ranges} == {str(m) for m in b.merged_cells.ranges}, name
         links = [[(c.hyperlink.target, c.hyperlink.location) for c in r if c.hyperlink] for ws in (a, b)
                  for r in [[c for row in ws.iter_rows() for c in row]]]

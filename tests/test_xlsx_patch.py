@@ -108,3 +108,24 @@ def test_shared_strings_refuses_what_xlsxwriter_did_not_write():
 
     with pytest.raises(ValueError):
         xlsx_patch.SharedStrings("<worksheet/>")
+
+
+def test_row_span_keeps_the_row_tags_xlsxwriter_wrote():
+    """Rows 4..6: xlsxwriter wrote two empty rows with heights and a last row with cells; the tags
+    keep heights (not spans) and a row it did not write gets a plain tag."""
+    xml = ('<sheetData><row r="3"><c r="A3"/></row><row r="4" ht="30" customHeight="1"/>'
+           '<row r="6" spans="1:2" ht="15.75" customHeight="1"><c r="A6" s="2"/><c r="B6" s="3"/></row>'
+           '<row r="7"><c r="A7"/></row></sheetData>')
+    start, end, tags = xlsx_patch.row_span(xml, 4, 6)
+    assert xml[start:end].startswith('<row r="4"') and xml[end:].startswith('<row r="7"')
+    assert tags == ['<row r="4" ht="30" customHeight="1">', '<row r="5">',
+                    '<row r="6" ht="15.75" customHeight="1">']
+    rows = xlsx_patch.table_rows(4, [("A", ' s="2"', ["x", None, ""]), ("B", "", [None, 1.0, None])],
+                                 row_tags=tags, styled_blanks=True)
+    assert rows == ('<row r="4" ht="30" customHeight="1"><c r="A4" s="2" t="inlineStr"><is><t>x</t></is></c>'
+                    '</row><row r="5"><c r="A5" s="2"/><c r="B5"><v>1</v></c></row>'
+                    '<row r="6" ht="15.75" customHeight="1"><c r="A6" s="2"/></row>')
+    import pytest
+
+    with pytest.raises(ValueError, match="no rows 8 to 9"):
+        xlsx_patch.row_span(xml, 8, 9)
