@@ -4,14 +4,15 @@ xlsxwriter spends about 15 µs on every cell it writes and 6 ms on every workboo
 made 10,000 feedback workbooks and 700 district workbooks take minutes. Two uses of this module keep
 xlsxwriter as the writer of every workbook and only patch its output where the work is repetitive:
 
-- a sheet's long, plain table (the district workbook's "Dữ liệu") is written as one block of rows built
-  from whole columns at once, in place of a one-row placeholder xlsxwriter wrote;
+- a sheet's plain table (the district workbook's "Dữ liệu" and "Tình hình nộp báo cáo") is written as one
+  block of rows built from whole columns at once, in place of the placeholder rows xlsxwriter wrote
+  (whose styles and heights the rows keep), its texts added to the workbook's shared strings;
 - a workbook rendered once with placeholders (numbers from `SENTINEL`, and marker texts) is filled with
   one ward's values, so the static bulk of a feedback workbook is rendered once per run, not per ward.
 
-Cells are written as xlsxwriter's own constant_memory mode writes them (inline strings, numbers as
-`{:.16G}`, the same escapes), so Excel and LibreOffice read them as they read xlsxwriter's. Tests check
-that a patched workbook reads back cell for cell like one xlsxwriter wrote whole.
+Cells are written as xlsxwriter writes them (shared or inline strings, numbers as `{:.16G}`, the same
+escapes), so Excel and LibreOffice read them as they read xlsxwriter's. Tests check that a patched
+workbook reads back cell for cell like one xlsxwriter wrote whole.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,13 +107,6 @@ class Package:
                 _write(tmp)
         else:
             _write(target)
-
-
-def rewrite(source: bytes, target: Path | io.BytesIO, edits: Mapping[str, Callable[[str], str]]) -> None:
-    """Copy the xlsx `source` to `target` (atomically when a path), passing the XML of each member named
-    in `edits` through its function. Raises KeyError when a named member is missing."""
-    package = Package.read(source)
-    package.write(target, {name: edit(package.text(name)) for name, edit in edits.items()})
 
 
 def replace_row(sheet_xml: str, row: int, new_rows: str, dimension: str | None = None) -> str:

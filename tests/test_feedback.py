@@ -127,8 +127,9 @@ def _spliced(texts: list[str]) -> bytes:
     wb.close()
     out = io.BytesIO()
     rows = xlsx_patch.table_rows(2, [("A", "", texts)])
-    xlsx_patch.rewrite(buf.getvalue(), out, {
-        "xl/worksheets/sheet1.xml": lambda xml: xlsx_patch.replace_row(xml, len(texts) + 1, rows)})
+    package = xlsx_patch.Package.read(buf.getvalue())
+    sheet = package.text("xl/worksheets/sheet1.xml")
+    package.write(out, {"xl/worksheets/sheet1.xml": xlsx_patch.replace_row(sheet, len(texts) + 1, rows)})
     return out.getvalue()
 
 

@@ -56,8 +56,9 @@ def test_table_rows_reads_back_in_a_workbook():
     wb.close()
     out = io.BytesIO()
     rows = xlsx_patch.table_rows(2, [("A", "", texts), ("B", "", figures)])
-    xlsx_patch.rewrite(buf.getvalue(), out, {
-        "xl/worksheets/sheet1.xml": lambda xml: xlsx_patch.replace_row(xml, len(texts) + 1, rows)})
+    package = xlsx_patch.Package.read(buf.getvalue())
+    sheet = package.text("xl/worksheets/sheet1.xml")
+    package.write(out, {"xl/worksheets/sheet1.xml": xlsx_patch.replace_row(sheet, len(texts) + 1, rows)})
     got = CalamineWorkbook.from_filelike(io.BytesIO(out.getvalue())).get_sheet_by_name("T").to_python()
     assert [r[0] for r in got[1:]] == texts
     assert [r[1] for r in got[1:]] == [828.0, 0.0, "", 1234567.125]
