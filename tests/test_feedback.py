@@ -1,5 +1,5 @@
 """Feedback workbooks made from the prototype read exactly like ones rendered whole; findings still get a
-whole render. And xlsx_patch, which both fast paths use, writes text as xlsxwriter would."""
+whole render."""
 
 from __future__ import annotations
 
@@ -8,12 +8,9 @@ import io
 import openpyxl
 import pandas as pd
 import pytest
-import xlsxwriter
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from python_calamine import CalamineWorkbook
 
-from pipeline import feedback, xlsx_patch
+from pipeline import feedback
 from pipeline.findings import FINDING_COLUMNS
 from pipeline.samples import plausible
 from pipeline.template import render_workbook
@@ -115,35 +112,6 @@ def test_render_marks_findings_and_fills_the_rest(definition, tmp_path, monkeypa
     assert _cells((tmp_path / "ok0.xlsx").read_bytes()) == _cells(_whole(definition, UNIT, values))
     assert any(c.comment for ws in openpyxl.load_workbook(tmp_path / "marked.xlsx")
                for r in ws.iter_rows() for c in r)
-
-
-def _spliced(texts: list[str]) -> bytes:
-    """A one-column sheet: xlsxwriter writes the header and a placeholder row, xlsx_patch the rows."""
-    buf = io.BytesIO()
-    wb = xlsxwriter.Workbook(buf, {"in_memory": True})
-    ws = wb.add_worksheet("T")
-    ws.write_string(0, 0, "head")
-    ws.write_number(len(texts), 0, 0)
-    wb.close()
-    out = io.BytesIO()
-    rows = xlsx_patch.table_rows(2, [("A", "", texts)])
-    package = xlsx_patch.Package.read(buf.getvalue())
-    sheet = package.text("xl/worksheets/sheet1.xml")
-    package.write(out, {"xl/worksheets/sheet1.xml": xlsx_patch.replace_row(sheet, len(texts) + 1, rows)})
-    return out.getvalue()
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30),
-                min_size=1, max_size=8))
-def test_spliced_text_reads_back_as_written(texts):
-    got = CalamineWorkbook.from_filelike(io.BytesIO(_spliced(texts))).get_sheet_by_name("T").to_python()
-    assert [r[0] for r in got[1:]] == texts
-
-
-def test_replace_row_refuses_a_missing_row():
-    with pytest.raises(ValueError, match="no row 5"):
-        xlsx_patch.replace_row('<sheetData><row r="2"></row></sheetData>', 5, "")
 
 
 def test_a_filled_feedback_workbook_can_be_sent_back_as_is(definition, tmp_path, capsys):

@@ -45,23 +45,43 @@ def test_table_rows_is_the_rows_written_a_cell_at_a_time(columns, first_row):
     assert xlsx_patch.table_rows(first_row, columns) == _reference(first_row, columns)
 
 
-def test_table_rows_reads_back_in_a_workbook():
-    texts = ["Phường Đức Chính", "\x00 và \x01", "=1+1", "a&b"]
-    figures = [828.0, -0.0, None, 1234567.125]
+def _spliced(columns: list[tuple[str, str, list]]) -> list[list]:
+    """Sheet "T" as calamine reads it back: xlsxwriter writes a header and a placeholder last row,
+    xlsx_patch the rows from whole columns."""
+    n = len(columns[0][2])
     buf = io.BytesIO()
     wb = xlsxwriter.Workbook(buf, {"in_memory": True})
     ws = wb.add_worksheet("T")
     ws.write_string(0, 0, "head")
-    ws.write_number(len(texts), 1, 0)
+    ws.write_number(n, 0, 0)
     wb.close()
     out = io.BytesIO()
-    rows = xlsx_patch.table_rows(2, [("A", "", texts), ("B", "", figures)])
     package = xlsx_patch.Package.read(buf.getvalue())
     sheet = package.text("xl/worksheets/sheet1.xml")
-    package.write(out, {"xl/worksheets/sheet1.xml": xlsx_patch.replace_row(sheet, len(texts) + 1, rows)})
-    got = CalamineWorkbook.from_filelike(io.BytesIO(out.getvalue())).get_sheet_by_name("T").to_python()
+    rows = xlsx_patch.table_rows(2, columns)
+    package.write(out, {"xl/worksheets/sheet1.xml": xlsx_patch.replace_row(sheet, n + 1, rows)})
+    return CalamineWorkbook.from_filelike(io.BytesIO(out.getvalue())).get_sheet_by_name("T").to_python()
+
+
+def test_table_rows_reads_back_in_a_workbook():
+    texts = ["Phường Đức Chính", "\x00 và \x01", "=1+1", "a&b"]
+    got = _spliced([("A", "", texts), ("B", "", [828.0, -0.0, None, 1234567.125])])
     assert [r[0] for r in got[1:]] == texts
     assert [r[1] for r in got[1:]] == [828.0, 0.0, "", 1234567.125]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30),
+                min_size=1, max_size=8))
+def test_spliced_text_reads_back_as_written(texts):
+    assert [r[0] for r in _spliced([("A", "", texts)])[1:]] == texts
+
+
+def test_replace_row_refuses_a_missing_row():
+    import pytest
+
+    with pytest.raises(ValueError, match="no row 5"):
+        xlsx_patch.replace_row('<sheetData><row r="2"></row></sheetData>', 5, "")
 
 
 def test_spliced_texts_join_the_shared_strings_xlsxwriter_wrote():
