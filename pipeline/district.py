@@ -139,16 +139,16 @@ class _Book:
         ws.write_blank(r, c, None, fmt) if x is None else ws.write_number(r, c, x, fmt)
 
     def cells(self, ws, r: int, cells, first: int = 0) -> None:
-        """Write (value, format) pairs from column `first`: numbers and datetimes as such, others as text."""
+        """Write (value, format) pairs from column `first`: numbers and datetimes (as Excel's serial number)
+        as numbers, others as text, missing ones as formatted blanks (`_cell_value`)."""
         for c, (v, fmt) in enumerate(cells, first):
-            if v.__class__ is str:
-                self.text(ws, r, c, v, fmt)
-            elif isinstance(v, dt.datetime):
-                ws.write_datetime(r, c, v, fmt)
-            elif (x := _number(v)) is not None:
-                ws.write_number(r, c, x, fmt)
+            x = _cell_value(v)
+            if x.__class__ is str:
+                self.text(ws, r, c, x, fmt)
+            elif x is None:
+                ws.write_blank(r, c, None, fmt)
             else:
-                self.text(ws, r, c, v, fmt)
+                ws.write_number(r, c, x, fmt)
 
     def head(self, ws, r: int, heads, widths, height: float = 32) -> None:
         """Column widths and a header row at `r`."""
@@ -501,9 +501,9 @@ def _excel_serial(v: dt.datetime) -> float:
     return x + 1 if x > 59 else x
 
 
-def _spliceable(v: object) -> str | float | None:
-    """A cell as `book.cells` would write it, for `xlsx_patch.table_rows`: text, number (a datetime as
-    its serial number), or None for a (formatted) blank."""
+def _cell_value(v: object) -> str | float | None:
+    """What a cell holds, as `_Book.cells` writes it and `xlsx_patch.table_rows` splices it: text, a
+    number (a datetime as its serial number), or None for a (formatted) blank."""
     if v.__class__ is str:
         return v or None
     if isinstance(v, dt.datetime):
@@ -520,10 +520,7 @@ def _rows_spliced(book: _Book, ws, first: int, columns: list[tuple[list, object]
     last = first + n - 1
     for c, (_, fmt) in enumerate(columns):
         ws.write_blank(last, c, None, fmt)
-    cells = []
-    for values, _ in columns:
-        col = [_spliceable(v) for v in values]
-        cells.append(_cut(book, col))
+    cells = [_cut(book, [_cell_value(v) for v in values]) for values, _ in columns]
     member = f"xl/worksheets/sheet{book.wb.worksheets().index(ws) + 1}.xml"
 
     def splice(package: xlsx_patch.Package, strings) -> dict[str, str]:
