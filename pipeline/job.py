@@ -167,13 +167,7 @@ def _write_district(code: str) -> None:
     rows = sh["rows"][code]
 
     def part(name: str) -> pd.DataFrame:
-        frame = sh[name]
-        pos = rows.get(name)
-        if pos is None:
-            return frame.iloc[0:0]
-        if pos[-1] - pos[0] + 1 == len(pos):  # the usual case (units listed district by district): a view
-            return frame.iloc[pos[0]:pos[-1] + 1]
-        return frame.iloc[pos]
+        return sh[name].iloc[rows.get(name, slice(0, 0))]
 
     mine = part("findings")
     units = part("units")
@@ -197,15 +191,19 @@ def _write_district(code: str) -> None:
     )
 
 
-def _grouped(frame: pd.DataFrame, keys: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
-    """`frame` and its `keys` with the rows of each key together, in their order (a stable sort when
-    they are not already), so that a worker takes its district's rows as a slice, not a copy."""
+def _grouped(frame: pd.DataFrame, keys: pd.Series) -> tuple[pd.DataFrame, dict]:
+    """`frame` with the rows of each key together, in their order (a stable sort when they are not
+    already), and key → the slice of its rows (rows without a key are in none): a worker takes its
+    district's rows as a view, not a copy."""
     codes, uniques = pd.factorize(keys)  # a missing key is -1
-    runs = int(np.count_nonzero(codes[1:] != codes[:-1])) + 1 if len(codes) else 0
-    if runs <= len(uniques) + bool((codes == -1).any()):
-        return frame, keys
-    order = np.argsort(codes, kind="stable")
-    return frame.iloc[order], keys.iloc[order]
+    if not len(codes):
+        return frame, {}
+    if np.count_nonzero(codes[1:] != codes[:-1]) + 1 > len(np.unique(codes)):
+        order = np.argsort(codes, kind="stable")
+        frame, codes = frame.iloc[order], codes[order]
+    starts = np.flatnonzero(np.diff(codes, prepend=-2)).tolist()  # -2: no code, so row 0 starts a run
+    ends = [*starts[1:], len(codes)]
+    return frame, {uniques[codes[a]]: slice(a, b) for a, b in zip(starts, ends, strict=True) if codes[a] >= 0}
 
 
 def write_districts(
@@ -235,17 +233,17 @@ def write_districts(
         "findings": (findings, dist),
         "values": (shown, shown["unit_code"].map(district_of)),
     }
-    rows: dict[str, dict[str, object]] = {}
-    for name, (frame, keys) in frames.items():  # the row positions of each district in each frame
-        frame, keys = _grouped(frame, keys)
-        frames[name] = (frame, keys)
-        for code, pos in pd.Series(range(len(frame))).groupby(keys.to_numpy(), sort=False).indices.items():
-            rows.setdefault(code, {})[name] = pos
+    shared: dict = {}
+    rows: dict[str, dict[str, slice]] = {}  # district → frame name → the district's rows in that frame
+    for name, (frame, keys) in frames.items():
+        shared[name], spans = _grouped(frame, keys)
+        for code, span in spans.items():
+            rows.setdefault(code, {})[name] = span
     districts = cons.units.drop_duplicates("district_code").sort_values("district_code")
     names = _district_names(districts)
     codes = sorted(cons.units["district_code"].unique())
     paths = {code: out_dir / names[code] for code in codes}
-    shared = {name: frame for name, (frame, _) in frames.items()} | {
+    shared |= {
         "definition": definition,
         "period": period,
         "run_date": dt.date.today().strftime("%d/%m/%Y"),

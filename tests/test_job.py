@@ -361,15 +361,15 @@ def test_the_job_collects_garbage_less_often_and_restores_the_collector(run, tmp
 
 def test_grouped_puts_each_districts_rows_together_in_their_order():
     """A worker slices its district's rows out of the shared frames: rows spread over the frame are
-    brought together (stably: each district's rows keep their order; rows of no district first); a
-    frame whose rows are already together is returned as it is."""
+    brought together (stably: each district's rows keep their order; rows of no district first, in no
+    slice); a frame whose rows are already together is returned as it is."""
     from pipeline.job import _grouped
 
     frame = pd.DataFrame({"n": range(7)})
-    keys = pd.Series(["B", "A", None, "B", "A", "C", None])
-    got, got_keys = _grouped(frame, keys)
+    got, spans = _grouped(frame, pd.Series(["B", "A", None, "B", "A", "C", None]))
     assert got["n"].tolist() == [2, 6, 0, 3, 1, 4, 5]
-    assert got_keys.fillna("-").tolist() == ["-", "-", "B", "B", "A", "A", "C"]
+    assert {k: got["n"].iloc[s].tolist() for k, s in spans.items()} == {"B": [0, 3], "A": [1, 4], "C": [5]}
     together = pd.DataFrame({"n": range(5)})
-    keys = pd.Series(["A", "A", "B", None, None])
-    assert _grouped(together, keys)[0] is together
+    same, spans = _grouped(together, pd.Series(["A", "A", "B", None, None]))
+    assert same is together and spans == {"A": slice(0, 2), "B": slice(2, 3)}
+    assert _grouped(together.iloc[0:0], pd.Series([], dtype=object))[1] == {}
