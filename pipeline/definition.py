@@ -32,7 +32,9 @@ METHODS = {"sum", "weighted_mean", "count", "none"}
 SEVERITIES = {"error", "warning"}
 CHECK_KINDS = {"compare", "required_if", "ratio_between"}
 OPS = {"le", "eq", "ge"}
-ROLES = {"unit_code", "unit_name", "period"}
+IDENTITY_ROLES = frozenset({"unit_code", "unit_name", "period"})  # pre-filled and locked in a unit's template
+# report_date: the date the ward signed the report; of two files of a unit the later report wins
+ROLES = IDENTITY_ROLES | {"report_date"}
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _PERIOD = re.compile(r"^(\d{4})(?:-(H1|H2))?$")
 
@@ -104,6 +106,43 @@ class Check:
 
 
 @dataclass(frozen=True, slots=True)
+class Office:
+    """The office that collects the report and signs the consolidated one (the definition's `office:`).
+
+    `superior` and `recipients` may hold "{district}" (the district's name from the units list) and
+    "{place}" (the same without its kind: "Thị xã Đông Triều" → "Đông Triều")."""
+
+    name: str  # "Phòng Giáo dục và Đào tạo": the issuing body
+    short: str  # "Phòng GD&ĐT": how messages to wards name it
+    superior: str = ""  # "UBND {district}"
+    symbol: str = ""  # "BC-PGDĐT": the report's number and symbol is "Số: …/BC-PGDĐT"
+    subject: str = ""  # what the consolidated report is about
+    recipients: tuple[str, ...] = ()  # "Nơi nhận"
+    signature: tuple[str, ...] = ()  # the signer's authority and title, top down
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """A bar chart of the district workbook: a bar per unit of one field (`by="unit"`), or a bar per row
+    of a table sheet for one of its columns (`by="row"`)."""
+
+    by: str
+    title: str
+    axis: str = ""  # the values' axis name
+    field: str = ""  # by unit
+    sheet: str = ""  # by row: the table sheet's id and column id
+    column: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DistrictLayout:
+    """What the district workbook shows besides the report itself (the definition's `district:`)."""
+
+    by_unit: tuple[tuple[str, str], ...] = ()  # (field id, header) on "Theo đơn vị"
+    charts: tuple[Chart, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     id: str
     severity: str
@@ -126,13 +165,33 @@ class Definition:
     fields: dict[str, Field]
     checks: tuple[Check, ...]
     rules: dict[str, Rule]
+    office: Office = field(default_factory=lambda: Office("", ""))
+    district: DistrictLayout = field(default_factory=DistrictLayout)
     path: Path = field(default=DEFAULT_DEFINITION)
 
     def sheet(self, sheet_id: str) -> Sheet:
         return next(s for s in self.sheets if s.id == sheet_id)
 
-    def role(self, role: str) -> Field:
-        return next(f for f in self.fields.values() if f.role == role)
+    def role(self, role: str) -> Field | None:
+        """The field with this role (every definition has the identity roles), or None."""
+        return next((f for f in self.fields.values() if f.role == role), None)
+
+    def total_formula(self, fid: str) -> str:
+        """The template's formula of a total: `=SUM(D6:D15)` for a column run of parts, else `=B14+B15`
+        (parts on other sheets named, quoted)."""
+        f = self.fields[fid]
+        parts = [self.fields[p] for p in f.total_of]
+        rows = [p.row for p in parts]
+        if (len(parts) > 2 and all(p.sheet == f.sheet and p.col == f.col for p in parts)
+                and rows == list(range(rows[0], rows[0] + len(rows)))):
+            return f"=SUM({parts[0].cell}:{parts[-1].cell})"
+
+        def ref(p: Field) -> str:
+            if p.sheet == f.sheet:
+                return p.cell
+            return "'" + self.sheet(p.sheet).name.replace("'", "''") + "'!" + p.cell
+
+        return "=" + "+".join(ref(p) for p in parts)
 
     def period_label(self, period: str) -> str:
         """Vietnamese label of a period id: "2020-H1" → "6 tháng đầu năm 2020"."""
@@ -345,6 +404,58 @@ def _rules(raw: dict, where: str) -> dict[str, Rule]:
     return out
 
 
+_OFFICE_TEXTS = ("name", "short", "superior", "symbol", "subject")
+_OFFICE_LISTS = ("recipients", "signature")
+
+
+def _office(raw: object, where: str) -> Office:
+    """The `office:` section: name and short are required, the rest optional."""
+    _need(isinstance(raw, dict), where, "thiếu mục 'office' (tên cơ quan tổng hợp: name, short, ...)")
+    unknown = set(raw) - set(_OFFICE_TEXTS) - set(_OFFICE_LISTS)
+    _need(not unknown, where, f"khóa không biết: {sorted(unknown)}")
+    for key in ("name", "short"):
+        _need(isinstance(raw.get(key), str) and raw[key].strip() != "", f"{where}.{key}", "cần một tên")
+    for key in _OFFICE_TEXTS:
+        _need(isinstance(raw.get(key, ""), str), f"{where}.{key}", "phải là một chuỗi")
+    for key in _OFFICE_LISTS:
+        v = raw.get(key, [])
+        _need(isinstance(v, list) and all(isinstance(x, str) for x in v), f"{where}.{key}",
+              "phải là một danh sách chuỗi")
+    return Office(**{k: raw.get(k, "").strip() for k in _OFFICE_TEXTS},
+                  **{k: tuple(x.strip() for x in raw.get(k, [])) for k in _OFFICE_LISTS})
+
+
+def _district(raw: object, where: str, fields: dict[str, Field], sheets: list[Sheet]) -> DistrictLayout:
+    """The `district:` section (optional): figures per unit and charts, each naming fields that exist."""
+    if raw is None:
+        return DistrictLayout()
+    _need(isinstance(raw, dict) and not set(raw) - {"by_unit", "charts"}, where,
+          "chỉ có các khóa 'by_unit' và 'charts'")
+    by_unit = []
+    for i, item in enumerate(raw.get("by_unit") or []):
+        w = f"{where}.by_unit[{i}]"
+        _need(isinstance(item, dict) and item.get("field") in fields, w,
+              "cần 'field' là một trường có trong định nghĩa")
+        _need(fields[item["field"]].numeric, w, f"trường {item['field']!r} không phải trường số")
+        by_unit.append((item["field"], str(item.get("header") or fields[item["field"]].label)))
+    charts = []
+    tables = {s.id: s for s in sheets if s.kind == "table"}
+    for i, item in enumerate(raw.get("charts") or []):
+        w = f"{where}.charts[{i}]"
+        _need(isinstance(item, dict) and item.get("by") in ("unit", "row"), w, "cần 'by': unit hoặc row")
+        _need(isinstance(item.get("title"), str) and item["title"] != "", w, "cần 'title'")
+        if item["by"] == "unit":
+            _need(item.get("field") in dict(by_unit), w, "'field' phải là một trường của 'by_unit'")
+        else:
+            table = tables.get(item.get("sheet"))
+            _need(table is not None, w, "'sheet' phải là mã một trang bảng")
+            _need(item.get("column") in [c[0] for c in table.columns], w,
+                  "'column' phải là mã một cột của bảng")
+        charts.append(Chart(item["by"], item["title"], str(item.get("axis", "")), str(item.get("field", "")),
+                            str(item.get("sheet", "")), str(item.get("column", ""))))
+    return DistrictLayout(tuple(by_unit), tuple(charts))
+
+
 def load_rules(path: Path = GENERIC_RULES) -> dict[str, Rule]:
     """Read the generic rules registry (`schemas/rules.yaml`)."""
     return _rules(yaml.safe_load(path.read_text(encoding="utf-8")), path.name)
@@ -470,7 +581,10 @@ def build_definition(raw: dict, path: Path = DEFAULT_DEFINITION) -> Definition:
             _need(fields[part].numeric, f"{name}: {f.id}", f"total_of: trường {part!r} không phải trường số")
         _need(not f.weight or f.weight in fields, f"{name}: {f.id}", f"trọng số {f.weight!r} không tồn tại")
     for role in ROLES:
-        _need(sum(f.role == role for f in fields.values()) == 1, name, f"cần đúng một trường có role: {role}")
+        n = sum(f.role == role for f in fields.values())
+        _need(n == 1 or (n == 0 and role not in IDENTITY_ROLES), name, f"cần đúng một trường có role: {role}")
+    _need(all(f.type == "date" for f in fields.values() if f.role == "report_date"), name,
+          "trường có role: report_date phải có kiểu date")
     rules = load_rules()
     own = _rules(raw.get("rules"), f"{name}: rules")
     dup = set(rules) & set(own)
@@ -493,5 +607,7 @@ def build_definition(raw: dict, path: Path = DEFAULT_DEFINITION) -> Definition:
         fields=fields,
         checks=checks,
         rules=rules,
+        office=_office(raw.get("office"), f"{name}: office"),
+        district=_district(raw.get("district"), f"{name}: district", fields, sheets),
         path=path,
     )

@@ -25,7 +25,7 @@ def raw() -> dict:
 def test_loads_with_every_sheet_and_field(definition):
     assert definition.id == "tthtcd-6thang" and definition.version >= 1
     assert [s.name for s in definition.sheets] == [
-        "Thông tin chung", "Kết quả hoạt động", "Hiệu quả", "Huy động xã hội", "Phương hướng"]
+        "Thông tin chung", "Kết quả hoạt động", "Huy động xã hội", "Hiệu quả", "Phương hướng"]
     assert definition.fields["total.participants"].cell == "D16"
     assert definition.fields["board_total"].total_of == ("board_directors", "board_deputies")
     assert {definition.role(r).id for r in ("unit_code", "unit_name", "period")} == {
