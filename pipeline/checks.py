@@ -1,9 +1,16 @@
 """Cross-checks of the definition, run vectorised over all submissions at once.
 
 Input: a wide frame of numbers (a row per submission, a column per numeric field id, totals already
-recomputed). Output: findings records (submission, field, value, expected, rule, detail), each at the
-check's `at` cell. The work is plain numpy on one matrix, so the cost hardly depends on how many
-checks the definition has.
+recomputed). Output: findings records, one per failed check instance, at the check's first cell
+(`field`), naming the fields on each side (`left`, `right`: space-separated ids, for the message) and
+the other cells to mark with it (`also`: every cell of a comparison or ratio; a `required_if` check
+marks only the cell to fill, its condition is not wrong), with the figures compared (`value`, `other`).
+The work is plain numpy on one matrix, so the cost hardly depends on how many checks the definition has.
+
+How blanks count: in a comparison (`compare`) a blank cell next to a filled one counts as 0 (in a
+report of counts, nothing written means none: 5 women among blank participants is wrong), and the
+check is skipped when both sides are blank. A check touching a cell whose figure could not be read, or
+a required cell left blank, is skipped: that cell already has its own finding.
 """
 
 from __future__ import annotations
@@ -13,10 +20,10 @@ import pandas as pd
 
 from pipeline.definition import Check, Definition
 
-FINDING_KEYS = ["submission", "field", "value", "expected", "rule", "detail"]
+CHECK_COLUMNS = ["submission", "field", "also", "left", "right", "value", "other", "rule", "detail"]
 
 
-def _sum(m: np.ndarray, cols: list[int]) -> np.ndarray:
+def side_sum(m: np.ndarray, cols: list[int]) -> np.ndarray:
     """Row-wise sum of the columns; NaN where all of them are blank."""
     part = m[:, cols]
     total = np.nansum(part, axis=1)
@@ -24,15 +31,15 @@ def _sum(m: np.ndarray, cols: list[int]) -> np.ndarray:
     return total
 
 
-def _evaluate(check: Check, m: np.ndarray, col: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(violations mask, value shown, expected) for one check over every row of matrix `m`."""
-    left, right = _sum(m, [col[c] for c in check.left]), _sum(m, [col[c] for c in check.right])
+def violations(check: Check, m: np.ndarray, col: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(violations mask, value shown, figure compared with) for one check over every row of `m`."""
+    left, right = side_sum(m, [col[c] for c in check.left]), side_sum(m, [col[c] for c in check.right])
     with np.errstate(invalid="ignore", divide="ignore"):
         if check.kind == "compare":
-            bad = {"le": left > right + 1e-9, "ge": left < right - 1e-9, "eq": np.abs(left - right) > 1e-9}[
-                check.op
-            ]
-            return bad & ~np.isnan(left) & ~np.isnan(right), left, right
+            both_blank = np.isnan(left) & np.isnan(right)
+            a, b = np.nan_to_num(left), np.nan_to_num(right)
+            bad = {"le": a > b + 1e-9, "ge": a < b - 1e-9, "eq": np.abs(a - b) > 1e-9}[check.op]
+            return bad & ~both_blank, left, right
         if check.kind == "required_if":
             field = m[:, col[check.left[0]]] if len(check.left) == 1 else left
             missing = np.isnan(field) if check.blank_only else (np.isnan(field) | (field <= 0))
@@ -40,17 +47,17 @@ def _evaluate(check: Check, m: np.ndarray, col: dict[str, int]) -> tuple[np.ndar
         if check.kind == "ratio_between":
             ratio = np.round(np.where(right > 0, left / right, np.nan), 2)
             bad = ((ratio < check.min) | (ratio > check.max)) & ~np.isnan(ratio)
-            return bad, ratio, np.full(len(ratio), np.nan)
+            return bad, ratio, right
     raise ValueError(f"unknown check kind {check.kind}")
 
 
 def run_checks(
     definition: Definition, wide: pd.DataFrame, unknown: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    """Every cross-check of the definition over the wide frame; one findings frame.
+    """Every cross-check of the definition over the wide frame; one frame with CHECK_COLUMNS.
 
-    `unknown` (same shape as `wide`, boolean) marks cells whose figure could not be read: a check
-    touching one of them is skipped for that submission, as its reading is already a finding.
+    `unknown` (same shape as `wide`, boolean) marks cells whose figure could not be read or that are
+    required and blank: a check touching one of them is skipped for that submission.
     """
     from pipeline.numbers import format_vn
 
@@ -60,25 +67,29 @@ def run_checks(
     subs = wide.index.to_numpy()
     frames = []
     for check in definition.checks:
-        bad, value, expected = _evaluate(check, m, col)
+        bad, value, other = violations(check, m, col)
         bad &= ~u[:, [col[c] for c in {*check.left, *check.right}]].any(axis=1)
         if not bad.any():
             continue
         detail = (
             f"từ {format_vn(check.min)} đến {format_vn(check.max)}" if check.kind == "ratio_between" else ""
         )
+        involved = [] if check.kind == "required_if" else [*check.left, *check.right]
         frames.append(
             pd.DataFrame(
                 {
                     "submission": subs[bad],
                     "field": check.at,
+                    "also": " ".join(dict.fromkeys(c for c in involved if c != check.at)),
+                    "left": " ".join(check.left),
+                    "right": " ".join(check.right),
                     "value": value[bad],
-                    "expected": expected[bad],
+                    "other": other[bad],
                     "rule": check.rule,
                     "detail": detail,
                 }
             )
         )
     if not frames:
-        return pd.DataFrame(columns=FINDING_KEYS)
+        return pd.DataFrame(columns=CHECK_COLUMNS)
     return pd.concat(frames, ignore_index=True)

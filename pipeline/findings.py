@@ -1,7 +1,9 @@
 """One record type for every problem found: a row of the findings frame.
 
-Columns are those of `tonghop check --json` (FINDING_COLUMNS) plus `submission` and `label`, which
-the pipeline uses internally. Messages are filled from the rules registry of the definition.
+Columns are those of `tonghop check --json` (FINDING_COLUMNS) plus the internal ones the pipeline uses
+(INTERNAL_COLUMNS). Severities and messages come from the rules registry of the definition only.
+`expected` is a figure known to be right (derived from the ward's own numbers: a recomputed total);
+`suggestion` is a likely reading the ward must confirm ("8.28" → 828?).
 """
 
 from __future__ import annotations
@@ -24,10 +26,16 @@ FINDING_COLUMNS = [
     "severity",
     "message",
     "expected",
+    "suggestion",
 ]
-INTERNAL_COLUMNS = ["submission", "label", "detail", "suggestions"]
+# submission: the workbook's index in the run; label: the field's label; detail, suggestions, other: what
+# a message template says besides the value ({detail}: a range or a file name; {suggestions}: readings
+# "828 hoặc 8,28"; {other}: the figure a cross-check compared with); also: the other fields a cross-check
+# involves (space-separated ids), marked in the feedback workbook beside the finding's own cell.
+INTERNAL_COLUMNS = ["submission", "label", "detail", "suggestions", "other", "also"]
 ALL_COLUMNS = FINDING_COLUMNS + INTERNAL_COLUMNS
 SEVERITY_ORDER = {"error": 0, "warning": 1}
+SEVERITY_VN = {"error": "Lỗi", "warning": "Cảnh báo"}
 
 
 class _Blank(dict):
@@ -52,8 +60,10 @@ def show(value: object) -> str:
 
 
 def render_message(template: str, fields: Mapping[str, object]) -> str:
-    """Fill a rule's message template; missing placeholders become ''."""
+    """Fill a rule's message template; missing placeholders become '', a blank {value} "(để trống)"."""
     values = _Blank({k: show(v) for k, v in fields.items()})
+    if not values.get("value"):
+        values["value"] = "(để trống)"
     return _FORMATTER.vformat(template, (), values)
 
 

@@ -41,11 +41,12 @@ _WORDS = re.compile(r"(?:.*[\s,])?ngay\s*(\d{1,2})\s*thang\s*(\d{1,2})\s*,?\s*na
 @dataclass(frozen=True, slots=True)
 class Parsed:
     """One parsed cell: the value (None when blank or unusable), the rule id to report, the figure we
-    believe was meant and alternative readings written the Vietnamese way."""
+    believe was meant (a suggestion: only the ward knows) and alternative readings written the
+    Vietnamese way."""
 
     value: float | None
     rule: str | None = None
-    expected: float | None = None
+    suggestion: float | None = None  # the likely reading, for the ward to confirm (never a known value)
     suggestions: tuple[str, ...] = ()
 
 
@@ -216,7 +217,7 @@ def _ymd(year: str, month: str, day: str) -> tuple[dt.date | None, str | None]:
 
 def parse_numbers(raw: pd.Series, kinds: pd.Series, percent_format: pd.Series | None = None) -> pd.DataFrame:
     """Parse a column of cells; `kinds` and `percent_format` are aligned on `raw`'s index. Returns a frame
-    with raw's index and columns value (float64), rule (object, None), expected (float64) and
+    with raw's index and columns value (float64), rule (object, None), suggestion (float64) and
     suggestions (object: None or the suggestions joined with " hoặc ")."""
     n, index = len(raw), raw.index
     kind = (kinds if kinds.index.equals(index) else kinds.reindex(index)).to_numpy(dtype=object)
@@ -236,14 +237,14 @@ def parse_numbers(raw: pd.Series, kinds: pd.Series, percent_format: pd.Series | 
             is_num[:] = False
     finite = np.abs(v) < 1e306  # NaN and inf are out; huge values take the slow path (percent *100 overflows)
     is_int, is_pct = kind == "integer", kind == "percent"
-    value, expected = np.where(finite, v, np.nan), np.full(n, np.nan)
+    value, suggestion = np.where(finite, v, np.nan), np.full(n, np.nan)
     rule, sugg = np.full(n, None, dtype=object), np.full(n, None, dtype=object)
     whole = finite & (v == np.floor(v))
     scaled = np.flatnonzero(finite & is_pct & (pf | ((v > 0) & (v < 1))))
     # Python's round, not np.round, so the column agrees with parse_number to the last bit.
     value[scaled] = [round(x * 100, 10) for x in v[scaled].tolist()]
     frac = scaled[~pf[scaled]]
-    rule[frac], expected[frac] = "percent-fraction", value[frac]
+    rule[frac], suggestion[frac] = "percent-fraction", value[frac]
     done = (is_num & np.isnan(v)) | (finite & ((kind == "decimal") | is_pct | (is_int & whole)))
     texts: dict[tuple[str, str], Parsed] = {}  # a text's reading depends on the text and kind only
     for i in np.flatnonzero(~done).tolist():
@@ -255,9 +256,9 @@ def parse_numbers(raw: pd.Series, kinds: pd.Series, percent_format: pd.Series | 
         else:
             p = parse_number(r, kind[i], percent_format=bool(pf[i]))
         value[i] = np.nan if p.value is None else p.value
-        expected[i] = np.nan if p.expected is None else p.expected
+        suggestion[i] = np.nan if p.suggestion is None else p.suggestion
         rule[i], sugg[i] = p.rule, " hoặc ".join(p.suggestions) or None
-    cols = {"value": value, "rule": rule, "expected": expected, "suggestions": sugg}
+    cols = {"value": value, "rule": rule, "suggestion": suggestion, "suggestions": sugg}
     # dtype given explicitly: pandas 3 would otherwise turn the object columns into its str dtype.
     return pd.DataFrame({k: pd.Series(c, index=index, dtype=c.dtype) for k, c in cols.items()}, index=index)
 

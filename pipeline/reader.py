@@ -1,8 +1,15 @@
 """Read one workbook into raw cells: a pure function of a path (plus the read spec).
 
 `read_workbook(path, spec)` returns a `RawSubmission`: the hidden metadata, one `(field id, raw value,
-cell A1, percent-formatted)` tuple per field of the definition that was found, and the problems
+cell A1, percent-formatted, formula)` tuple per field of the definition that was found, and the problems
 met (missing sheet or field, not this template). Nothing here parses numbers or judges values.
+
+`formula` is said of total cells only: "" when the cell holds a value (typed over the template's
+formula, or no formula ever), the formula's text when it holds one ("SUM(D6:D15)"), FORMULA_UNREAD when it
+holds one whose text is not read (a shared formula, an .xls formula record). Spreadsheets keep a
+formula's last result as the cell's value, and that result is 0 when the parts were typed as text: the
+formula says it is not a figure the ward declared. The formulas are looked up only where it matters:
+where a total's parts are not all plain numbers summing to the value the cell holds.
 It never raises for a bad file: the caller runs it behind `pipeline.guard` (and, for untrusted input,
 `pipeline.isolation`), and any exception is turned into a finding there.
 
@@ -48,13 +55,17 @@ class ReadSpec:
     template_id: str
     sheets: tuple[SheetSpec, ...]
     percent_fields: frozenset[str] = frozenset()
+    totals: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (total field id, its parts' ids)
+
+
+FORMULA_UNREAD = "?"
 
 
 @dataclass(slots=True)
 class RawSubmission:
     path: str
     meta: dict[str, str] = field(default_factory=dict)
-    cells: list[tuple[str, object, str, bool]] = field(default_factory=list)
+    cells: list[tuple[str, object, str, bool, str]] = field(default_factory=list)
     problems: list[tuple[str, str, str, str]] = field(default_factory=list)  # rule, sheet, cell, field
     sheets_found: int = 0
     has_meta: bool = False
@@ -90,7 +101,8 @@ def make_spec(definition: Definition) -> ReadSpec:
                 SheetSpec(s.name, "table", entries, ci(lay["table"]["label_col"]), ci(lay["table"]["id_col"]))
             )
     percent = frozenset(f.id for f in definition.fields.values() if f.type == "percent")
-    return ReadSpec(definition.id, tuple(sheets), percent)
+    totals = tuple((f.id, f.total_of) for f in definition.fields.values() if f.total_of)
+    return ReadSpec(definition.id, tuple(sheets), percent, totals)
 
 
 def a1(row: int, col: int) -> str:
@@ -133,7 +145,7 @@ def _form_cells(spec: SheetSpec, grid: list[list], out: RawSubmission, sheet: st
     for fid, label, row, col in spec.fields:
         lab = _cell(grid, row, spec.label_col)
         if lab == label or _cell(grid, row, spec.id_col) == fid or (lab and _fold(lab) == _fold(label)):
-            out.cells.append((fid, _cell(grid, row, col), a1(row, col), False))
+            out.cells.append((fid, _cell(grid, row, col), a1(row, col), False, ""))
             continue
         if index is None:
             index = _index_text(grid)
@@ -148,7 +160,7 @@ def _form_cells(spec: SheetSpec, grid: list[list], out: RawSubmission, sheet: st
         else:
             out.problems.append(("field-missing", sheet, "", fid))
             continue
-        out.cells.append((fid, _cell(grid, r, vc), a1(r, vc), False))
+        out.cells.append((fid, _cell(grid, r, vc), a1(r, vc), False, ""))
 
 
 def _table_cells(spec: SheetSpec, grid: list[list], out: RawSubmission, sheet: str) -> None:
@@ -158,7 +170,7 @@ def _table_cells(spec: SheetSpec, grid: list[list], out: RawSubmission, sheet: s
     )
     if ok:
         out.cells.extend(
-            (fid, _cell(grid, row, col), a1(row, col), False) for fid, *_, row, col in spec.fields
+            (fid, _cell(grid, row, col), a1(row, col), False, "") for fid, *_, row, col in spec.fields
         )
         return
     index = _index_text(grid)
@@ -183,7 +195,7 @@ def _table_cells(spec: SheetSpec, grid: list[list], out: RawSubmission, sheet: s
         if r is None or c is None:
             out.problems.append(("field-missing", sheet, "", fid))
             continue
-        out.cells.append((fid, _cell(grid, r, c), a1(r, c), False))
+        out.cells.append((fid, _cell(grid, r, c), a1(r, c), False, ""))
 
 
 def _read_meta(wb: pc.CalamineWorkbook, names: list[str]) -> dict[str, str] | None:
@@ -242,7 +254,7 @@ def _mark_percent_formats(
     """Flag percent fields holding a fraction whose cell shows a percent format (xlsx: styles; ods: type)."""
     todo = [
         i
-        for i, (fid, raw, _, _) in enumerate(out.cells)
+        for i, (fid, raw, *_) in enumerate(out.cells)
         if fid in spec.percent_fields and isinstance(raw, (int, float)) and 0 < raw <= 1
     ]
     if not todo:
@@ -268,9 +280,9 @@ def _mark_percent_formats(
     except (OSError, zipfile.BadZipFile, KeyError, ValueError, SyntaxError):
         return  # defusedxml refuses entities (a ValueError); a broken file just keeps no percent flag
     for i in todo:
-        fid, raw, ref, _ = out.cells[i]
+        fid, raw, ref, _, formula = out.cells[i]
         if (sheet_of.get(fid), ref) in pct_cells:
-            out.cells[i] = (fid, raw, ref, True)
+            out.cells[i] = (fid, raw, ref, True, formula)
 
 
 def _ods_percent_cells(content: bytes, sheets: list[str]) -> set[tuple[str, str]]:
@@ -296,6 +308,154 @@ def _ods_percent_cells(content: bytes, sheets: list[str]) -> set[tuple[str, str]
                         out.add((name, a1(r + 1, c + dc + 1)))
                 c += crep
             r += rrep
+    return out
+
+
+def _plain_number(v: object) -> bool:
+    return v.__class__ is float or v.__class__ is int
+
+
+def _formulas_needed(out: RawSubmission, spec: ReadSpec) -> list[int]:
+    """Indexes in out.cells of the total cells whose formula matters: those whose parts are not all plain
+    numbers (or blank) adding up to the number the cell holds."""
+    at = {c[0]: i for i, c in enumerate(out.cells)}
+    need = []
+    for total, parts in spec.totals:
+        i = at.get(total)
+        if i is None:
+            continue
+        held = out.cells[i][1]
+        values = [out.cells[at[p]][1] for p in parts if p in at]
+        if all(v == "" or v is None or _plain_number(v) for v in values) and (
+                held == "" or held is None
+                or (_plain_number(held) and abs(sum(v for v in values if _plain_number(v)) - held) < 1e-9)):
+            continue
+        need.append(i)
+    return need
+
+
+def _mark_formulas(path: str, out: RawSubmission, spec: ReadSpec, sheet_of: dict[str, str]) -> None:
+    """Fill the formula element of the total cells that need it (see `_formulas_needed`)."""
+    todo = _formulas_needed(out, spec)
+    if not todo:
+        return
+    wanted: dict[str, set[str]] = {}
+    for i in todo:
+        fid, _, ref, *_ = out.cells[i]
+        if fid in sheet_of:
+            wanted.setdefault(sheet_of[fid], set()).add(ref)
+    try:
+        found = _formula_cells(path, wanted)
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError, SyntaxError, EOFError):
+        return  # a file the formulas cannot be read from: its totals count as typed
+    for i in todo:
+        fid, raw, ref, pct, _ = out.cells[i]
+        formula = found.get((sheet_of.get(fid), ref), "")
+        out.cells[i] = (fid, raw, ref, pct, formula)
+
+
+def _formula_cells(path: str, wanted: dict[str, set[str]]) -> dict[tuple[str, str], str]:
+    """(sheet, A1) → formula text (or FORMULA_UNREAD) of the wanted cells that hold a formula."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head.startswith(b"PK"):
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            if "content.xml" in names:
+                return _ods_formulas(zf.read("content.xml"), wanted)
+            members = _xlsx_sheet_members(zf)
+            out = {}
+            for sheet, refs in wanted.items():
+                member = members.get(sheet)
+                if member in names:
+                    out |= {(sheet, ref): f for ref, f in _xlsx_formulas(zf.read(member), refs).items()}
+            return out
+    return _xls_formulas(path, wanted)
+
+
+_XLSX_CELL = re.compile(rb'<(?:[\w.-]+:)?c\b([^>]*?)(/>|>(.*?)</(?:[\w.-]+:)?c\s*>)', re.S)
+_XLSX_REF = re.compile(rb'\sr\s*=\s*["\']([A-Za-z]+[0-9]+)["\']')
+_XLSX_F = re.compile(rb'<(?:[\w.-]+:)?f\b[^>]*?(?:/>|>(.*?)</(?:[\w.-]+:)?f\s*>)', re.S)
+
+
+def _xlsx_formulas(xml: bytes, refs: set[str]) -> dict[str, str]:
+    """A1 → formula text of the cells `refs` of one worksheet's XML that hold a formula."""
+    out = {}
+    for m in _XLSX_CELL.finditer(xml):
+        ref = _XLSX_REF.search(m.group(1))
+        if not ref or ref.group(1).decode().upper() not in refs or m.group(3) is None:
+            continue
+        f = _XLSX_F.search(m.group(3))
+        if f:
+            text = html.unescape(f.group(1).decode("utf-8", "replace")).strip() if f.group(1) else ""
+            out[ref.group(1).decode().upper()] = text or FORMULA_UNREAD
+    return out
+
+
+def _ods_formulas(content: bytes, wanted: dict[str, set[str]]) -> dict[tuple[str, str], str]:
+    """(sheet, A1) → formula of the wanted OpenDocument cells that carry table:formula."""
+    from defusedxml.ElementTree import fromstring
+
+    t = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}"
+    out = {}
+    for table in fromstring(content).iter(f"{t}table"):
+        name = table.get(f"{t}name")
+        refs = wanted.get(name)
+        if not refs:
+            continue
+        last = max(int(re.sub(r"[A-Z]+", "", ref)) for ref in refs)
+        r = 0
+        for row in table.iter(f"{t}table-row"):
+            if r >= last:
+                break
+            rrep = min(int(row.get(f"{t}number-rows-repeated", "1")), 1000)
+            c = 0
+            for cell in row:
+                crep = min(int(cell.get(f"{t}number-columns-repeated", "1")), 1000)
+                formula = cell.get(f"{t}formula")
+                if formula and formula.startswith("of:"):
+                    formula = formula[3:]
+                if formula:
+                    for dr in range(min(rrep, 1000)):
+                        for dc in range(crep):
+                            ref = a1(r + dr + 1, c + dc + 1)
+                            if ref in refs:
+                                out[(name, ref)] = formula
+                c += crep
+            r += rrep
+    return out
+
+
+def _xls_formulas(path: str, wanted: dict[str, set[str]]) -> dict[tuple[str, str], str]:
+    """(sheet, A1) → FORMULA_UNREAD for the wanted .xls cells held by a FORMULA record (its tokens are
+    not decoded: that the cell holds a formula is what matters)."""
+    import struct
+
+    import olefile
+
+    with olefile.OleFileIO(path) as ole:
+        stream = next((s for s in ("Workbook", "Book") if ole.exists(s)), None)
+        if stream is None:
+            return {}
+        data = ole.openstream(stream).read()
+    starts: dict[int, str] = {}
+    out, pos, sheet, n = {}, 0, None, len(data)
+    while pos + 4 <= n:
+        rtype, rlen = struct.unpack_from("<HH", data, pos)
+        if rtype == 0x0085 and rlen >= 8:  # BOUNDSHEET: a sheet's name and where its records start
+            raw = data[pos + 10:pos + 4 + rlen]
+            length = raw[0] if raw else 0
+            name = (raw[2:2 + 2 * length].decode("utf-16-le", "replace") if len(raw) > 1 and raw[1] == 1
+                    else raw[2:2 + length].decode("latin-1"))
+            starts[struct.unpack_from("<I", data, pos + 4)[0]] = name
+        elif rtype in (0x0809, 0x0409, 0x0209, 0x0009):  # BOF
+            sheet = starts.get(pos, sheet)
+        elif rtype == 0x0006 and rlen >= 4 and sheet in wanted:  # FORMULA
+            row, col = struct.unpack_from("<HH", data, pos + 4)
+            ref = a1(row + 1, col + 1)
+            if ref in wanted[sheet]:
+                out[(sheet, ref)] = FORMULA_UNREAD
+        pos += 4 + rlen
     return out
 
 
@@ -337,6 +497,7 @@ def read_workbook(path: str | Path, spec: ReadSpec) -> RawSubmission:
             out.problems.append(("not-template", "", "", ""))
             return out
         _mark_percent_formats(path, names, out, spec, sheet_of)
+        _mark_formulas(path, out, spec, sheet_of)
     finally:
         wb.close()
     return out

@@ -1,15 +1,21 @@
 """Validate every submission at once: parse raw cells, recompute totals, run schemas and cross-checks.
 
-`validate(definition, cells)` takes the long frame of raw cells of all submissions (columns
-submission, field, raw, cell, pct) and returns `(values, findings)`: the same long frame with parsed
-`value` (numbers; totals replaced by their recomputed figure) and `text` (text, choices, dates), and
-the findings records (submission, field, cell, value, rule, expected, detail, suggestions).
+`validate(definition, cells)` takes the long frame of raw cells of all submissions (CELL_COLUMNS) and
+returns `(values, findings)`: the same long frame with parsed `value` (numbers; totals replaced by
+their recomputed figure) and `text` (text, choices, dates), and the findings records (FINDING_KEYS).
+
+Totals: a total cell that holds a formula summing its parts (the template's, as the ward left it) is
+not a figure the ward declared: spreadsheets cache 0 there when the parts were typed as text. Only a
+value typed over the formula (or a formula of the ward's own) is compared with the recomputed total.
+Where parts typed as text made such a formula show a wrong total, the unit gets one warning
+(`numbers-as-text`) saying so and how to fix it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 
 import numpy as np
 import pandas as pd
@@ -20,8 +26,9 @@ from pipeline.numbers import parse_date, parse_numbers
 from pipeline.schema import build_schemas, run_schema
 from pipeline.text import fold, nfc, per_distinct
 
-CELL_COLUMNS = ["submission", "field", "raw", "cell", "pct"]
-FINDING_KEYS = ["submission", "field", "cell", "value", "rule", "expected", "detail", "suggestions"]
+CELL_COLUMNS = ["submission", "field", "raw", "cell", "pct", "formula"]
+FINDING_KEYS = ["submission", "field", "cell", "value", "rule", "expected", "suggestion", "detail",
+                "suggestions", "other", "also", "left_cells", "right_cells"]
 
 
 def _is_blank(raw: pd.Series) -> pd.Series:
@@ -53,7 +60,7 @@ def parse_cells(definition: Definition, cells: pd.DataFrame) -> tuple[pd.DataFra
         parsed = parse_numbers(df.loc[num, "raw"], df.loc[num, "type"], df.loc[num, "pct"])
         # a figure beyond any real count (1e15) is a typing accident; it must not overflow a sum
         huge = parsed["value"].abs() >= 1e15
-        parsed.loc[huge, ["value", "rule", "expected"]] = [np.nan, "number-invalid", np.nan]
+        parsed.loc[huge, ["value", "rule", "suggestion"]] = [np.nan, "number-invalid", np.nan]
         df.loc[num, "value"] = parsed["value"].to_numpy()
         bad = parsed[parsed["rule"].notna() & ~df.loc[num, "is_total"].to_numpy()]
         if not bad.empty:
@@ -65,13 +72,14 @@ def parse_cells(definition: Definition, cells: pd.DataFrame) -> tuple[pd.DataFra
                         "cell": df.loc[bad.index, "cell"],
                         "value": df.loc[bad.index, "raw"],
                         "rule": bad["rule"],
-                        "expected": bad["expected"],
+                        "suggestion": bad["suggestion"],
                         "detail": "",
                         "suggestions": bad["suggestions"],
                     }
                 )
             )
         df.loc[num, "parse_rule"] = parsed["rule"].to_numpy()
+        df.loc[num, "suggestion"] = parsed["suggestion"].to_numpy()
     # Excel cuts a cell at 32,767 characters: say so where a ward's text will be cut in the outputs
     long = pd.Series([v.__class__ is str and len(v) > 32_767 for v in df["raw"].tolist()], index=df.index)
     if long.any():
@@ -124,9 +132,63 @@ def _lookup(wide: pd.DataFrame, subs: pd.Series, fields: pd.Series) -> np.ndarra
     return wide.to_numpy()[rows, cols]
 
 
-def _total_findings(df: pd.DataFrame, wide: pd.DataFrame, unknown: pd.DataFrame) -> pd.DataFrame:
-    """A declared total that is not blank and differs from the recomputed one (all parts readable)."""
-    totals = df[df["is_total"] & ~df["blank"]]
+_REF = re.compile(r"\$?([A-Z]{1,3})\$?(\d+)(?::\.?\$?([A-Z]{1,3})\$?(\d+))?")
+_SHEET_PREFIX = re.compile(r"(?:'(?:[^']|'')*'|[^\s'!()+,;:=\[\]]+)?!|\[|\]|\.(?=\$?[A-Z])")
+_SUM_SHAPE = re.compile(r"^(?:SUM\(|[()+,;\s]|REF)*$", re.IGNORECASE)
+
+
+def _cols(a: str, b: str) -> range:
+    from openpyxl.utils import column_index_from_string as ci
+
+    return range(ci(a), ci(b) + 1)
+
+
+def formula_cells(formula: str) -> set[str] | None:
+    """The cells a formula adds up ("SUM(D6:D15)", "B14+B15", "of:=SUM([.D6:.D15])" from an .ods), or None
+    when it does anything else than add cells."""
+    text = formula.strip().upper()
+    text = _SHEET_PREFIX.sub("", (text[3:] if text.startswith("OF:") else text).lstrip("="))
+    cells: set[str] = set()
+    for m in _REF.finditer(text):
+        a, r1, b, r2 = m.groups()
+        if b is None:
+            cells.add(f"{a}{r1}")
+            continue
+        rows, cols = range(min(int(r1), int(r2)), max(int(r1), int(r2)) + 1), _cols(min(a, b), max(a, b))
+        if len(rows) * len(cols) > 10_000:
+            return None
+        from openpyxl.utils import get_column_letter
+
+        cells |= {f"{get_column_letter(c)}{r}" for r in rows for c in cols}
+    return cells if _SUM_SHAPE.match(_REF.sub("REF", text)) and cells else None
+
+
+def _template_formula(totals: pd.DataFrame, df: pd.DataFrame, definition: Definition) -> np.ndarray:
+    """For each total row of `df` (`totals`), True when its cell holds a formula adding exactly its parts
+    as the ward's file has them (rows moved or not) — the template's formula — or a formula whose text
+    is not read (FORMULA_UNREAD)."""
+    from pipeline.reader import FORMULA_UNREAD
+
+    has = totals["formula"].fillna("").astype(str)
+    out = np.zeros(len(totals), dtype=bool)
+    todo = np.flatnonzero(has.ne("").to_numpy())
+    if not len(todo):
+        return out
+    where = df.set_index(["submission", "field"])["cell"]
+    for i in todo.tolist():
+        formula, sub, fid = has.iat[i], totals["submission"].iat[i], totals["field"].iat[i]
+        if formula == FORMULA_UNREAD:
+            out[i] = True
+            continue
+        parts = {where.get((sub, p)) for p in definition.fields[fid].total_of}
+        out[i] = formula_cells(formula) == {str(c).upper() for c in parts if isinstance(c, str)}
+    return out
+
+
+def _total_findings(definition: Definition, df: pd.DataFrame, wide: pd.DataFrame,
+                    unknown: pd.DataFrame) -> pd.DataFrame:
+    """A declared total (typed, not blank) that differs from the recomputed one (all parts readable)."""
+    totals = df[df["declared_typed"]]
     if totals.empty:
         return pd.DataFrame(columns=FINDING_KEYS)
     expected = _lookup(wide, totals["submission"], totals["field"])
@@ -136,7 +198,47 @@ def _total_findings(df: pd.DataFrame, wide: pd.DataFrame, unknown: pd.DataFrame)
     hit = totals[bad]
     return pd.DataFrame({"submission": hit["submission"].to_numpy(), "field": hit["field"].to_numpy(),
                          "cell": hit["cell"].to_numpy(), "value": hit["raw"].to_numpy(),
-                         "rule": "total-mismatch", "expected": expected[bad]})
+                         "rule": "total-mismatch", "expected": expected[bad],
+                         "formula": [definition.total_formula(f) for f in hit["field"]]})
+
+
+def _text_findings(definition: Definition, df: pd.DataFrame, wide: pd.DataFrame) -> pd.DataFrame:
+    """One `numbers-as-text` warning per submission whose parts typed as text made a total formula show a
+    wrong figure, at the first such part, naming them (up to eight) sheet by sheet.
+
+    The figure shown is the formula's cached result where the file has one (Excel and LibreOffice save
+    it). Without one (a file written by a program), a SUM is known to leave text out in both; a sum
+    written with "+" converts the texts in Excel, so it is not counted as wrong."""
+    formula_totals = df[df["is_total"] & df["formula"].ne("") & ~df["declared_typed"]]
+    if formula_totals.empty:
+        return pd.DataFrame(columns=FINDING_KEYS)
+    shown = formula_totals["value"].to_numpy(dtype=float)  # the cached result the ward saw
+    right = _lookup(wide, formula_totals["submission"], formula_totals["field"])
+    uncached = np.isnan(shown) & formula_totals["formula"].str.upper().str.contains("SUM").to_numpy()
+    differs = ~np.isnan(shown) & ~(np.abs(shown - right) <= 1e-6)
+    wrong = formula_totals[differs | (uncached & (right != 0))]
+    if wrong.empty:
+        return pd.DataFrame(columns=FINDING_KEYS)
+    part_of = {p: t for t, f in definition.fields.items() for p in f.total_of}
+    pairs = set(zip(wrong["submission"], wrong["field"], strict=True))
+    text = df[df["raw"].map(lambda v: v.__class__ is str) & df["value"].notna() & ~df["is_total"]]
+    keys = zip(text["submission"], text["field"].map(part_of), strict=True)
+    text = text[[k in pairs for k in keys]]
+    if text.empty:
+        return pd.DataFrame(columns=FINDING_KEYS)
+    meta = definition.frame
+    text = text.assign(_o=text["field"].map(meta["order"]), _s=text["field"].map(meta["sheet"]))
+    text = text.sort_values(["submission", "_o"], kind="stable")
+    rows = []
+    for sub, group in text.groupby("submission", sort=False):
+        shown_cells = group.head(8)
+        by_sheet = [f"{_cell_list(g['cell'].tolist())} (trang «{sheet}»)"
+                    for sheet, g in shown_cells.groupby("_s", sort=False)]
+        more = f" và {len(group) - 8} ô khác" if len(group) > 8 else ""
+        rows.append({"submission": sub, "field": group["field"].iat[0], "cell": group["cell"].iat[0],
+                     "value": group["raw"].iat[0], "rule": "numbers-as-text",
+                     "detail": "; ".join(by_sheet) + more})
+    return pd.DataFrame(rows)
 
 
 def _unknown(definition: Definition, numeric: pd.DataFrame, wide: pd.DataFrame) -> pd.DataFrame:
@@ -147,6 +249,15 @@ def _unknown(definition: Definition, numeric: pd.DataFrame, wide: pd.DataFrame) 
     for f in definition.fields.values():
         if f.total_of:
             out[f.id] = out[list(f.total_of)].any(axis=1)
+    return out
+
+
+def _required_blank(definition: Definition, wide: pd.DataFrame) -> pd.DataFrame:
+    """Boolean frame like `wide`: True where a required figure is blank (already a finding of its own)."""
+    req = [f for f in wide.columns if definition.fields[f].required]
+    out = pd.DataFrame(False, index=wide.index, columns=wide.columns)
+    if req:
+        out[req] = wide[req].isna()
     return out
 
 
@@ -190,24 +301,36 @@ def _schema_findings(definition: Definition, df: pd.DataFrame) -> list[pd.DataFr
 def validate(definition: Definition, cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Parse, recompute totals, validate with pandera and cross-check every submission at once.
 
-    `cells` has CELL_COLUMNS. Returns (values, findings): values adds `value`, `text`, `type`,
-    `blank`, `declared` (the parsed declared figure of totals); findings has FINDING_KEYS.
+    `cells` has CELL_COLUMNS (`formula` may be absent: no formulas). Returns (values, findings): values
+    adds `value`, `text`, `type`, `blank`, `declared` (the figure a total cell showed), `declared_typed`
+    (True where that figure was typed over the template's formula, or the cell had no formula) and
+    `suggestion`; findings has FINDING_KEYS.
     """
+    if "formula" not in cells:
+        cells = cells.assign(formula="")
     df, parse_found = parse_cells(definition, cells)
-    if "parse_rule" not in df:
-        df["parse_rule"] = None
+    for col in ("parse_rule", "suggestion"):
+        if col not in df:
+            df[col] = None if col == "parse_rule" else np.nan
+    df["formula"] = df["formula"].fillna("").astype(str)
     numeric = df[df["type"].isin(NUMERIC)]
     wide = numeric.pivot(index="submission", columns="field", values="value")
     wide = wide.reindex(columns=[f for f, x in definition.fields.items() if x.numeric])
     wide = recompute_totals(definition, wide)
     unknown = _unknown(definition, numeric, wide)
-    total_found = _total_findings(df, wide, unknown)
+    tot = df["is_total"].to_numpy(dtype=bool)
+    typed = np.zeros(len(df), dtype=bool)
+    if tot.any():
+        totals = df[tot]
+        typed[tot] = ~totals["blank"].to_numpy(dtype=bool) & ~_template_formula(totals, df, definition)
+    df["declared_typed"] = typed
+    total_found = _total_findings(definition, df, wide, unknown)
+    text_found = _text_findings(definition, df, wide)
     df["declared"] = df["value"].where(df["is_total"])
-    tot = df["is_total"]
     df.loc[tot, "value"] = _lookup(wide, df.loc[tot, "submission"], df.loc[tot, "field"])
     schema_found = _schema_findings(definition, df)
-    cross = run_checks(definition, wide, unknown)
-    parts = [parse_found, total_found, *schema_found, cross]
+    cross = run_checks(definition, wide, unknown | _required_blank(definition, wide))
+    parts = [parse_found, total_found, text_found, *schema_found, cross]
     findings = (
         pd.concat([p for p in parts if not p.empty], ignore_index=True)
         if any(not p.empty for p in parts)
@@ -217,8 +340,15 @@ def validate(definition: Definition, cells: pd.DataFrame) -> tuple[pd.DataFrame,
     return df, findings
 
 
+def _cell_list(cells: list[str]) -> str:
+    """"B9", "B9 và B10", "B9, B10 và B11"."""
+    cells = [c for c in cells if c]
+    return cells[0] if len(cells) == 1 else ", ".join(cells[:-1]) + " và " + cells[-1] if cells else ""
+
+
 def _attach_cells(findings: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
-    """Give every finding its cell and, where missing, the raw value found there.
+    """Give every finding its cell and, where missing, the raw value found there; name the cells of each
+    side of a cross-check (`left_cells`, `right_cells`).
 
     A cell with a parse error gets no second finding from the schema (required-missing on a cell that
     holds unreadable text would only repeat it).
@@ -234,6 +364,14 @@ def _attach_cells(findings: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
     findings["cell"] = findings["cell"].where(findings["cell"].notna(), found["cell"].to_numpy())
     has_value = findings["value"].notna()
     findings["value"] = findings["value"].where(has_value, found["raw"].to_numpy())
+    sides = findings["left"].notna() | findings["right"].notna() if "left" in findings else None
+    if sides is not None and sides.any():
+        cell_of = where["cell"].to_dict()
+        for side in ("left", "right"):
+            findings.loc[sides, f"{side}_cells"] = [
+                _cell_list([cell_of.get((sub, f), "") for f in str(ids or "").split()])
+                for sub, ids in zip(findings.loc[sides, "submission"], findings.loc[sides, side], strict=True)
+            ]
     repeated = findings["rule"].isin(
         ["required-missing", "value-negative", "value-out-of-range"]
     ) & pd.Series(found["parse_rule"].notna().to_numpy(), index=findings.index)

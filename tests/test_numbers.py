@@ -253,7 +253,7 @@ def test_three_decimals_in_a_count(n):
     p = parse_number(x, "integer")
     assert p.rule == "count-three-decimals"
     assert p.value is None
-    assert p.expected == round(x * 1000) == n
+    assert p.suggestion == round(x * 1000) == n
 
 
 @given(st.floats(allow_nan=False, allow_infinity=False) | st.integers(min_value=-(10**20), max_value=10**20))
@@ -271,7 +271,7 @@ ANYTHING = st.one_of(
 def check(p: Parsed) -> None:
     assert p.rule is None or p.rule in RULE_IDS
     assert p.value is None or math.isfinite(p.value)
-    assert p.expected is None or math.isfinite(p.expected)
+    assert p.suggestion is None or math.isfinite(p.suggestion)
     assert (p.rule == "number-malformed-group") == bool(p.suggestions)
 
 
@@ -315,13 +315,13 @@ def test_parse_numbers_matches_parse_number(rows):
     raw = pd.Series([r[0] for r in rows], index=index, dtype=object)
     kinds, percent_format = (pd.Series([r[i] for r in rows], index=index) for i in (1, 2))
     out = parse_numbers(raw, kinds, percent_format)
-    assert list(out.columns) == ["value", "rule", "expected", "suggestions"]
+    assert list(out.columns) == ["value", "rule", "suggestion", "suggestions"]
     assert out.index.equals(index)
-    columns = zip(*(out[c].tolist() for c in ("value", "rule", "expected", "suggestions")), strict=True)
-    for (cell, kind, pf), (value, rule, expected, suggestions) in zip(rows, columns, strict=True):
+    columns = zip(*(out[c].tolist() for c in ("value", "rule", "suggestion", "suggestions")), strict=True)
+    for (cell, kind, pf), (value, rule, suggestion, suggestions) in zip(rows, columns, strict=True):
         p = parse_number(cell, kind, percent_format=pf)
         assert (math.isnan(value) and p.value is None) or value == p.value
-        assert (math.isnan(expected) and p.expected is None) or expected == p.expected
+        assert (math.isnan(suggestion) and p.suggestion is None) or suggestion == p.suggestion
         assert rule == p.rule
         assert suggestions == (" hoặc ".join(p.suggestions) or None)
 
@@ -331,12 +331,13 @@ def test_parse_numbers_columns_and_dtypes():
     kinds = pd.Series(["integer", "decimal", "percent", "integer", "integer", "integer"], index=raw.index)
     out = parse_numbers(raw, kinds)
     assert out.index.equals(raw.index)
-    assert out.dtypes.to_dict() == {"value": float, "rule": object, "expected": float, "suggestions": object}
+    want = {"value": float, "rule": object, "suggestion": float, "suggestions": object}
+    assert out.dtypes.to_dict() == want
     assert out.rule.tolist() == [
         None, "number-malformed-group", "percent-fraction", None, "count-three-decimals", "number-hedged",
     ]
     assert out.suggestions[11] == "828 hoặc 8,28"
-    assert out.value[12] == 92.0 and out.expected[14] == 2215.0 and math.isnan(out.value[13])
+    assert out.value[12] == 92.0 and out.suggestion[14] == 2215.0 and math.isnan(out.value[13])
 
 
 @pytest.mark.parametrize("dtype", ["float64", "int64", "Float64", "Int64"])

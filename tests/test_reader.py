@@ -27,7 +27,7 @@ def _render(tmp_path: Path, values: dict, name: str = "r.xlsx", unit=UNIT) -> Pa
 def cells(path: Path) -> dict[str, tuple[object, str]]:
     raw = read_workbook(path, SPEC)
     assert not raw.problems, raw.problems
-    return {fid: (v, cell) for fid, v, cell, _ in raw.cells}
+    return {fid: (v, cell) for fid, v, cell, *_ in raw.cells}
 
 
 def test_reads_every_field_at_its_template_address(tmp_path):
@@ -125,7 +125,7 @@ def test_percent_formatted_fraction_is_flagged(tmp_path):
         wb["Hiệu quả"][DEF.fields["cultural_family_rate"].cell].value = 0.5
 
     raw = read_workbook(_edit(path, edit), SPEC)
-    flags = {fid: (v, pct) for fid, v, _, pct in raw.cells}
+    flags = {fid: (v, pct) for fid, v, _, pct, _ in raw.cells}
     assert flags["waste_collection_rate"] == (0.92, True)
     assert flags["cultural_family_rate"] == (0.5, False)
 
@@ -143,3 +143,29 @@ def test_files_saved_by_libreoffice(tmp_path, fmt, soffice_convert):
     # LibreOffice stored the formula's result; its SUM skips the text "02", "03" (the validation catches that)
     assert float(got["total.classes"][0]) == 10
     assert read_workbook(converted, SPEC).meta["unit_code"] == "07093"
+
+
+def _typed_as_text(tmp_path: Path) -> Path:
+    """Đức Chính's figures as the seed types them ("02", "03" as text under the template's SUM formulas)
+    and "8.28" typed over the participants total's formula; saved by openpyxl (no cached results)."""
+    src = _render(tmp_path, {k: v for k, v in DUC_CHINH.items() if k != "total.participants"})
+    return _edit(src, lambda wb: wb["Kết quả hoạt động"].__setitem__("D16", "8.28") or None)
+
+
+@pytest.mark.parametrize("fmt", ["openpyxl", "xlsx", "xls", "ods"])
+def test_total_formulas_are_told_from_totals_typed_over_them(tmp_path, fmt, request):
+    """Whoever saved the file (openpyxl: no cached results; LibreOffice: results cached, 10 for the classes
+    whose parts are partly text), a total cell still holding the template's formula is a formula and the
+    one typed over is not; check then reports the typed total only, and one warning for the text."""
+    from pipeline.run import Options, check_files
+
+    path = _typed_as_text(tmp_path)
+    if fmt != "openpyxl":
+        path = request.getfixturevalue("soffice_convert")(path, fmt, tmp_path / "out")
+    formulas = {fid: formula for fid, _, _, _, formula in read_workbook(path, SPEC).cells if formula}
+    assert set(formulas) >= {"total.classes"} and "total.participants" not in formulas
+    options = Options(period="2020-H1", isolate=False)
+    findings = check_files([path], DEF, load_units(), options=options).findings
+    got = set(zip(findings["cell"], findings["rule"], strict=True))
+    assert ("D16", "total-mismatch") in got and ("C16", "total-mismatch") not in got
+    assert ("C9", "numbers-as-text") in got

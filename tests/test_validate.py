@@ -22,9 +22,11 @@ CLEAN = {
 }
 
 
-def cells(*subs: dict, definition=DEF) -> pd.DataFrame:
+def cells(*subs: dict, definition=DEF, formulas: dict | None = None) -> pd.DataFrame:
+    """The cells frame of submissions given as field → raw value; `formulas` (field → formula text) says
+    which cells hold a formula (every submission alike)."""
     rows = [
-        (i, f.id, sub.get(f.id, ""), f.cell, False)
+        (i, f.id, sub.get(f.id, ""), f.cell, False, (formulas or {}).get(f.id, ""))
         for i, sub in enumerate(subs)
         for f in definition.fields.values()
     ]
@@ -66,7 +68,8 @@ def test_duc_chinh_as_typed():
         ({"law.participants": 30, "law.female": 10}, "law.classes", "participants-without-classes"),
         ({"environment.classes": 2}, "environment.participants", "classes-without-participants"),
         ({"learners": 900}, "learners", "learners-mismatch"),
-        ({"near_poor_households": 2500}, "near_poor_households", "poor-exceeds-households"),
+        ({"near_poor_households": 2500}, "poor_households", "poor-exceeds-households"),
+        ({"health.participants": "", "health.female": 5}, "health.female", "female-exceeds-participants"),
         ({"population": 50000}, "population", "population-per-household"),
         ({"population": 2000}, "population", "population-per-household"),
         ({"literacy_rate": 120}, "literacy_rate", "value-out-of-range"),
@@ -121,3 +124,86 @@ def test_many_submissions_are_validated_together():
     subs = [CLEAN] * 50 + [{**CLEAN, "total.participants": 9}]
     got = found(*subs)
     assert got == {(50, DEF.fields["total.participants"].cell, "total-mismatch")}
+
+
+def test_a_cross_check_marks_every_cell_it_involves_and_names_them():
+    """Poor + near-poor > households: the finding is at the first cell and marks all three."""
+    _, f = validate(DEF, cells({**CLEAN, "poor_households": 2379, "near_poor_households": 31}))
+    (row,) = f.to_dict("records")
+    poor, near, hh = (DEF.fields[x].cell for x in ("poor_households", "near_poor_households", "households"))
+    assert (row["rule"], row["cell"]) == ("poor-exceeds-households", poor)
+    assert set(row["also"].split()) == {"near_poor_households", "households"}
+    assert (row["left_cells"], row["right_cells"]) == (f"{poor} và {near}", hh)
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "rule", "expected", "suggestion"),
+    [
+        ({"total.participants": "8.28"}, "total.participants", "total-mismatch", 828, None),
+        ({"board_total": 4}, "board_total", "total-mismatch", 3, None),
+        ({"households": "2.37"}, "households", "number-malformed-group", None, 237),
+        ({"conference_attendees": 2.215}, "conference_attendees", "count-three-decimals", None, 2215),
+        ({"population": "gần 8.000"}, "population", "number-hedged", None, 8000),
+        ({"waste_collection_rate": 0.92}, "waste_collection_rate", "percent-fraction", None, 92),
+        ({"health.female": ""}, "health.female", "female-blank", None, None),
+        ({"health.female": 400}, "health.female", "female-exceeds-participants", None, None),
+        ({"learners": 900}, "learners", "learners-mismatch", None, None),
+        ({"households": ""}, "households", "required-missing", None, None),
+    ],
+)
+def test_only_a_recomputed_total_is_known_a_likely_reading_is_a_suggestion(change, field, rule, expected,
+                                                                             suggestion):
+    _, f = validate(DEF, cells({**CLEAN, **change}))
+    row = f[(f["rule"] == rule) & (f["field"] == field)].iloc[0]
+
+    def got(v):
+        return None if v is None or v != v else v
+
+    assert (got(row["expected"]), got(row["suggestion"])) == (expected, suggestion)
+
+
+def _as_numbers(sub: dict) -> dict:
+    """`sub` with every figure typed as a number (as a ward typing in Excel would store it)."""
+    values, _ = validate(DEF, cells(sub))
+    num = values[values["type"].isin(["integer", "decimal", "percent"]) & values["value"].notna()]
+    return sub | dict(zip(num["field"], num["value"], strict=True))
+
+
+NUMBERS = _as_numbers(CLEAN)
+TOTAL_FORMULAS = {"total.classes": "SUM(C6:C15)", "total.participants": "SUM(D6:D15)",
+                  "total.female": "SUM(E6:E15)", "board_total": "B14+B15"}
+
+
+@pytest.mark.parametrize(
+    ("change", "formulas", "rules"),
+    [
+        # figures typed as text under the template's formulas, which then cached 0: no total error
+        ({"health.participants": "350", "total.participants": 0}, TOTAL_FORMULAS,
+         {("D9", "numbers-as-text")}),
+        # the same cached 0 typed over the formula by the ward: a declared total, and wrong
+        ({"health.participants": "350", "total.participants": 0}, {}, {("D16", "total-mismatch")}),
+        # all numbers, formula cached right: nothing to say
+        ({}, TOTAL_FORMULAS, set()),
+        # a formula of the ward's own (a row left out) whose result is wrong: compared like a typed total
+        ({"total.participants": 500}, {"total.participants": "SUM(D6:D14)"}, {("D16", "total-mismatch")}),
+        # the template's formula moved with the rows (a row inserted above): still the template's
+        ({"total.participants": 0, "health.participants": "350"},
+         {"total.participants": "of:=SUM([.D6:.D15])"}, {("D9", "numbers-as-text")}),
+        # no cached value (written by a program): a SUM over text shows a wrong total, "+" converts the text
+        ({"total.participants": "", "health.participants": "350"}, TOTAL_FORMULAS,
+         {("D9", "numbers-as-text")}),
+        ({"board_total": "", "board_directors": "1"}, TOTAL_FORMULAS, set()),
+    ],
+)
+def test_a_total_formula_is_not_a_declared_total(change, formulas, rules):
+    sub = {**NUMBERS, **change}
+    _, f = validate(DEF, cells(sub, formulas=formulas))
+    assert set(zip(f["cell"], f["rule"], strict=True)) == rules
+
+
+def test_numbers_as_text_is_one_warning_naming_the_cells_sheet_by_sheet():
+    sub = {**NUMBERS, "health.classes": "2", "economy.classes": "3", "total.classes": 0}
+    _, f = validate(DEF, cells(sub, formulas=TOTAL_FORMULAS))
+    (row,) = f.to_dict("records")
+    assert row["rule"] == "numbers-as-text" and row["cell"] == "C9"
+    assert row["detail"] == "C9 và C12 (trang «Kết quả hoạt động»)"
