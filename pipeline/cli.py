@@ -122,9 +122,22 @@ def cmd_consolidate(args: argparse.Namespace) -> int:
         f"Kỳ báo cáo {definition.period_label(period)}: đã nhận {summary.received}/{summary.expected} đơn vị "
         f"({summary.files} tệp)."
     )
+    if summary.no_file_of_period:
+        others = "; ".join(f"{n} tệp của kỳ {p or '(không ghi kỳ)'}"
+                           for p, n in sorted(summary.periods.items()))
+        print(f"Chú ý: 0 tệp của kỳ {period}; {others}: có phải chọn nhầm kỳ báo cáo (--period)?")
     if summary.missing:
         print(f"Chưa nộp ({len(summary.missing)}): {', '.join(summary.missing)}.")
+    if summary.wrong_period:
+        wrong = summary.wrong_period
+        print(f"Chỉ gửi báo cáo của kỳ khác ({len(wrong)}): {', '.join(wrong)}.")
     print(f"Phát hiện {summary.errors} lỗi và {summary.warnings} cảnh báo.")
+    if summary.left_out:
+        print(f"{summary.left_out} số liệu có lỗi (hoặc được đối chiếu với ô có lỗi) không được tổng hợp; "
+              "xem cột «Được tổng hợp» trong values.csv và ghi chú ở các ô tô màu của trang «Tổng hợp».")
+    if summary.self_test:
+        print("Chú ý: số liệu tổng hợp không qua được bước tự kiểm tra; đề nghị chưa dùng và báo cho "
+              "người phụ trách kỹ thuật (chi tiết trong tonghop.log).")
     if summary.skipped:
         print(f"Bỏ qua {len(summary.skipped)} tệp không phải bảng tính: {', '.join(summary.skipped)}.")
     print(f"Kết quả trong thư mục {summary.out_dir}:")
@@ -134,8 +147,8 @@ def cmd_consolidate(args: argparse.Namespace) -> int:
     else:
         print(f"  - {len(summary.district_files)} bảng tổng hợp, mỗi huyện một tệp")
     print(f"  - feedback/ ({summary.feedback_files} tệp phản hồi cho các đơn vị)")
-    print("  - values.csv, findings.csv, manifest.json")
-    return EXIT_OK
+    print("  - values.csv, findings.csv, bang-so-lieu.csv, manifest.json")
+    return EXIT_ERRORS if summary.attention else EXIT_OK
 
 
 def _print_findings(findings, out=None) -> None:

@@ -24,22 +24,18 @@ from xlsxwriter.utility import xl_col_to_name
 
 from pipeline import xlsx_patch
 from pipeline.atomic import atomic_path
-from pipeline.consolidate import STATUS_ERRORS, STATUS_MISSING, STATUS_OK, STATUS_UNREADABLE
-from pipeline.findings import SEVERITY_ORDER, show
+from pipeline.consolidate import RECEIVED, STATUS_ERRORS, STATUS_MISSING, STATUS_OK, STATUS_WRONG_PERIOD
+from pipeline.findings import SEVERITY_ORDER, SEVERITY_VN, show
+from pipeline.outputs import VALUES_HEADERS, unit_of_measure
+from pipeline.text import place_name
 from pipeline.worksheet import Worksheet
 
-SHEETS = ("Tổng hợp", "Theo đơn vị", "Lỗi và cảnh báo", "Tình hình nộp báo cáo", "Dữ liệu")
-SEVERITY_VN = {"error": "Lỗi", "warning": "Cảnh báo"}
+SHEETS = ("Tổng hợp", "Theo đơn vị", "Lỗi và cảnh báo", "Tình hình nộp báo cáo", "Bảng số liệu", "Dữ liệu")
+WIDE_SHEET, DATA_SHEET = SHEETS[4], SHEETS[5]
 NO_FINDINGS = "Không có lỗi hay cảnh báo nào."
-# The figures shown per unit: (field id, header); ids missing from the definition are skipped.
-BY_UNIT = (("households", "Số hộ"), ("population", "Số dân"), ("total.classes", "Số lớp"),
-           ("total.participants", "Số lượt người tham gia"), ("total.female", "Nữ"),
-           ("learners", "Số lượt người học"))
-DATA_HEADERS = {"period": "Kỳ", "district": "Đơn vị hành chính cấp huyện", "unit_code": "Mã đơn vị",
-                "unit_name": "Tên đơn vị", "sheet": "Trang", "field": "Mục", "value": "Giá trị",
-                "raw": "Giá trị gốc", "file": "Tệp", "cell": "Ô"}
-_DATA_WIDTHS = {"period": 9, "district": 22, "unit_code": 10, "unit_name": 24, "sheet": 18, "field": 24,
-                "value": 14, "raw": 14, "file": 28, "cell": 6}
+DATA_HEADERS = {k: v for k, v in VALUES_HEADERS.items() if k not in ("district", "label", "unit")}
+_DATA_WIDTHS = {"period": 9, "unit_code": 10, "unit_name": 24, "sheet": 18, "field": 24, "value": 14,
+                "raw": 14, "counted": 10, "reason": 24, "file": 28, "cell": 6}
 _WB_OPTIONS = {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False,
                "remove_timezone": True}
 # Up to this many tidy rows (every district: about 60 a unit) "Dữ liệu" is built a column at a time and
@@ -65,10 +61,19 @@ _FORMATS = {
     "error": {"border": 1, "bold": True, "font_color": "#9C0006", "bg_color": "#FFC7CE"},
     "warning": {"border": 1, "bold": True, "font_color": "#9C5700", "bg_color": "#FFEB9C"},
     "sign": {"bold": True, "align": "center"}, "sign_note": {"italic": True, "align": "center"},
+    "centre": {"align": "center"}, "centre_b": {"bold": True, "align": "center"},
+    "centre_big": {"bold": True, "align": "center", "font_size": 13},
+    "date": {"italic": True, "align": "center"}, "rule": {"align": "center", "font_size": 8},
+    "doc_title": {"bold": True, "align": "center", "font_size": 14},
+    "subject": {"bold": True, "align": "center", "text_wrap": True},
+    "banner": {"bold": True, "align": "center", "font_color": "#C00000", "font_size": 14, "text_wrap": True},
+    "to_head": {"bold": True, "italic": True}, "to": {"font_size": 11},
+    "note_wrap": {"italic": True, "font_size": 10, "text_wrap": True, "valign": "top"},
 } | {f"{k}{b}": {"border": 1, "num_format": nf} | ({"bold": True} if b else {})
      for k, nf in (("int", "#,##0"), ("dec", "#,##0.00"), ("pct", "0.0")) for b in ("", "_b")}
+MARK_FILLS = {"out": "#FCE4D6", "warn": "#FFF2CC"}  # figures leaving out units; including values to check
 _STATUS_COLOURS = {STATUS_OK: ("#006100", "#C6EFCE"), STATUS_ERRORS: ("#9C0006", "#FFC7CE"),
-                   STATUS_UNREADABLE: ("#9C0006", "#FFC7CE"), STATUS_MISSING: ("#3F3F3F", "#D9D9D9")}
+                   STATUS_WRONG_PERIOD: ("#9C5700", "#FFEB9C"), STATUS_MISSING: ("#3F3F3F", "#D9D9D9")}
 
 
 def _blank(v: object) -> bool:
@@ -121,6 +126,15 @@ class _Book:
         self.big = {k: wb.add_format(_BASE | v | {"font_size": 12}) for k, v in _FORMATS.items()}  # Tổng hợp
         self.status = {k: wb.add_format({"font_color": c, "bg_color": b})
                        for k, (c, b) in _STATUS_COLOURS.items()}
+        self.marked: dict[tuple[str, str, bool], object] = {}
+
+    def mark(self, key: str, fill: str, big: bool = False):
+        """The format `key` (of `_FORMATS`) with a mark's fill (MARK_FILLS), made once."""
+        if (key, fill, big) not in self.marked:
+            props = _BASE | _FORMATS[key] | {"bg_color": MARK_FILLS[fill]}
+            props |= {"font_size": 12} if big else {}
+            self.marked[key, fill, big] = self.wb.add_format(props)
+        return self.marked[key, fill, big]
 
     def sheet(self, name: str) -> Worksheet:
         return self.wb.add_worksheet(name, worksheet_class=Worksheet)
@@ -186,18 +200,22 @@ class _Book:
                                                           "value": f'"{status}"', "format": fmt})
 
 
-def write_district_workbook(path: Path, definition, *, district: Mapping, period: str, run_date: str,
-                            units: pd.DataFrame, figures: pd.DataFrame, district_values: pd.DataFrame,
-                            choices: pd.DataFrame, findings: pd.DataFrame, values: pd.DataFrame,
-                            feedback_links: Mapping[str, str]) -> int:
+def write_district_workbook(path: Path, definition, *, district: Mapping, period: str, run_date: dt.date,
+                            units: pd.DataFrame, figures: pd.DataFrame, left_out: pd.DataFrame,
+                            district_values: pd.DataFrame, choices: pd.DataFrame, findings: pd.DataFrame,
+                            values: pd.DataFrame, wide: tuple[pd.DataFrame, Mapping[str, str]],
+                            feedback_links: Mapping[str, str], sample: bool = False) -> int:
     """Write the consolidated workbook of one district to `path` (atomically).
 
     `district` holds district_code, district_name, province_name; `units` one row per unit of the list
-    (unit_code, unit_name, full_name, status, file, received, errors, warnings, superseded, counted);
-    `figures` the counted units' numbers (index unit_code, a column per field id); `district_values`
-    (field, value, units) and `choices` (field, choice, count) the consolidated figures; `findings` the
-    findings with `label`; `values` the tidy table; `feedback_links` unit_code → path of the ward's
-    feedback workbook relative to `path`'s folder. Returns how many strings were cut at 32,767 characters.
+    (unit_code, unit_name, full_name, status, file, received, errors, warnings, superseded, counted,
+    other_files); `figures` the chosen units' numbers and `left_out` which of them the district figures
+    leave out (index unit_code, a column per field id); `district_values` (field, value, units,
+    expected, left_out, warned) and `choices` (field, choice, count) the consolidated figures;
+    `findings` the findings with `label`; `values` the tidy table; `wide` the pivot table and its
+    headers; `feedback_links` unit_code → path of the ward's feedback workbook relative to `path`'s
+    folder; `sample` says the figures come from sample files. Returns how many strings were cut at
+    32,767 characters.
     """
     label = definition.period_label(period)
     esc = str.maketrans({"&": "&&"})  # a lone & starts a header control code
@@ -209,12 +227,13 @@ def write_district_workbook(path: Path, definition, *, district: Mapping, period
         packed = None if large else io.BytesIO()
         wb = xlsxwriter.Workbook(str(tmp) if large else packed, options)
         wb.set_properties({"title": f"{definition.title} – {district['district_name']}", "subject": label,
-                           "author": "Phòng GD&ĐT"})
+                           "author": definition.office.short})
         book = _Book(wb, header, splice=not large)
-        activities = _summary(book, definition, district, label, run_date, units, district_values, choices)
-        _by_unit(book, definition, units, figures, activities)
+        rows = _summary(book, definition, district, period, run_date, units, district_values, choices, sample)
+        _by_unit(book, definition, units, figures, left_out, district_values, rows)
         _findings(book, definition, findings, feedback_links)
         _submissions(book, units)
+        _wide(book, *wide)
         _data(book, values)
         wb.close()
         if packed is not None:
@@ -237,31 +256,93 @@ def _kind(field, bold: bool = False) -> str:
     return kind + ("_b" if bold else "")
 
 
-def _summary(book: _Book, d, district, label, run_date, units, district_values, choices) -> dict | None:
-    """Sheet "Tổng hợp": heading, each section of the definition with the district's figures, signatures.
+class _Figure:
+    """A district figure as "Tổng hợp" shows it: value, how many units (n of N), its mark and note."""
 
-    Returns where the activities' participants are (for the chart on "Theo đơn vị"), or None."""
+    def __init__(self, row) -> None:
+        self.value, self.n, self.of = row.value, int(row.units), int(row.expected)
+        self.left_out, self.warned = str(row.left_out or ""), str(row.warned or "")
+
+    @property
+    def fill(self) -> str | None:
+        return "out" if self.left_out else "warn" if self.warned else None
+
+    def note(self) -> str:
+        lines = [f"Số liệu từ {self.n}/{self.of} đơn vị."]
+        if self.left_out:
+            lines.append(f"Không gồm: {self.left_out}.")
+        if self.warned:
+            lines.append(f"Gồm số liệu cần kiểm tra lại của: {self.warned}.")
+        return "\n".join(lines)
+
+
+def _put_figure(book: _Book, ws, r: int, c: int, fig: _Figure | None, key: str, author: str) -> None:
+    """Write a district figure at (r, c): the number, the mark's fill, and a note when it is marked."""
+    if fig is None:
+        book.number(ws, r, c, None, book.big[key])
+        return
+    fmt = book.mark(key, fig.fill, big=True) if fig.fill else book.big[key]
+    book.number(ws, r, c, fig.value, fmt)
+    if fig.fill:
+        note = fig.note()
+        ws.write_comment(r, c, note, {"author": author, "x_scale": 2.5,
+                                      "y_scale": max(1.0, (len(note) // 50 + 2) * 16 / 74)})
+
+
+def heading_names(d, district: Mapping) -> dict[str, str]:
+    """The names the heading of the district's report uses, from the definition and the units list."""
+    name = str(district.get("district_name") or "")
+    names = {"district": name, "place": place_name(name)}
+    return {"superior": d.office.superior.format(**names).upper(), "place": names["place"],
+            "recipients": [x.format(**names) for x in d.office.recipients]}
+
+
+def _summary(book: _Book, d, district, period, run_date, units, district_values, choices, sample) -> dict:
+    """Sheet "Tổng hợp": the district's report as an administrative document (Nghị định 30/2020/NĐ-CP):
+    heading, title, each section of the definition with the district's figures (marked where they leave
+    out units or include values to check), a footnote on the marks, "Nơi nhận" and the signature.
+
+    Returns where each table's rows are, (sheet id, column id) → (first row, last row, column), for the
+    charts on "Theo đơn vị"."""
     ws, f, s = book.sheet(SHEETS[0]), book.f, book.big
     last = max(4, *(1 + len(sh.columns) for sh in d.sheets))
     for col, width in enumerate(_SUMMARY_WIDTHS):
         ws.set_column(col, col, width)
-    dv = {r.field: (r.value, r.units) for r in district_values.itertuples(index=False)}
+    dv = {r.field: _Figure(r) for r in district_values.itertuples(index=False)}
     counts: dict[str, dict[str, int]] = {}
     for r in choices.itertuples(index=False):
         counts.setdefault(r.field, {})[str(r.choice)] = int(r.count)
-    received = int((units["status"] != STATUS_MISSING).sum())
+    names = heading_names(d, district)
+    split = 1  # the left block is columns A-B, the right one C to the last
+    book.merge(ws, 0, 0, split, names["superior"], s["centre"])
+    book.merge(ws, 0, split + 1, last, "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", s["centre_b"])
+    book.merge(ws, 1, 0, split, d.office.name.upper(), s["centre_b"])
+    book.merge(ws, 1, split + 1, last, "Độc lập - Tự do - Hạnh phúc", s["centre_big"])
+    book.merge(ws, 2, 0, split, "—————", s["rule"])
+    book.merge(ws, 2, split + 1, last, "————————————", s["rule"])
+    book.merge(ws, 3, 0, split, f"Số: …/{d.office.symbol}" if d.office.symbol else "", s["centre"])
+    when = f"{names['place']}, ngày {run_date.day} tháng {run_date.month} năm {run_date.year}"
+    book.merge(ws, 3, split + 1, last, when, s["date"])
+    r = 5
+    if sample:
+        ws.set_row(r, 36)
+        book.merge(ws, r, 0, last, "DỮ LIỆU MẪU – KHÔNG DÙNG ĐỂ BÁO CÁO (tổng hợp từ các tệp mẫu của "
+                   "chương trình)", s["banner"])
+        r += 1
+    book.merge(ws, r, 0, last, "BÁO CÁO", s["doc_title"])
+    subject = f"{d.office.subject or d.title} {d.period_label(period)}".strip()
+    ws.set_row(r + 1, _height([(subject, sum(_SUMMARY_WIDTHS))], size=12))
+    book.merge(ws, r + 1, 0, last, subject, s["subject"])
+    received = int(units["status"].isin(RECEIVED).sum())
     counted = int(units["counted"].fillna(False).astype(bool).sum())
-    ws.set_row(0, 42)
-    book.merge(ws, 0, 0, last, f"{d.title} – {district['district_name']}", f["title"])
-    book.merge(ws, 1, 0, last, f"Kỳ báo cáo: {label} – {district.get('province_name', '')}", f["italic"])
-    book.text(ws, 2, 0, f"Ngày tổng hợp: {run_date}", s["left"])
-    book.text(ws, 3, 0, f"Số đơn vị đã báo cáo: {received}/{len(units)}; số đơn vị được tổng hợp số liệu: "
-                        f"{counted}", s["left"])
-    ws.freeze_panes(2, 0)
-    r, activities = 5, None
+    line = (f"Số đơn vị đã báo cáo: {received}/{len(units)}; số đơn vị có số liệu được tổng hợp: {counted}/"
+            f"{len(units)}. Ngày tổng hợp: {run_date.strftime('%d/%m/%Y')}.")
+    book.merge(ws, r + 2, 0, last, line, s["date"])
+    r, anchors = r + 4, {}
+    author = d.office.short
     for sheet in d.sheets:
         if sheet.kind == "table":
-            r, activities = _summary_table(book, ws, d, sheet, dv, counted, r, last)
+            r = _summary_table(book, ws, d, sheet, dv, r, last, anchors)
             continue
         shown = [d.fields[i] for i in sheet.fields if d.fields[i].method in ("sum", "weighted_mean", "count")]
         if not shown:
@@ -274,40 +355,54 @@ def _summary(book: _Book, d, district, label, run_date, units, district_values, 
             text = ""
             if fld.method == "count":
                 got = counts.get(fld.id, {})
-                listed = [*fld.choices, *sorted(set(got) - set(fld.choices))]  # unknown choices last
-                text = "; ".join(f"{ch}: {got.get(ch, 0)}" for ch in listed)
-                note = f"Số đơn vị theo mức đánh giá; {sum(got.values())} đơn vị có số liệu"
+                text = "; ".join(f"{ch}: {got.get(ch, 0)}" for ch in fld.choices)
+                note = f"Số đơn vị theo mức đánh giá; {sum(got.values())}/{len(units)} đơn vị có đánh giá"
             else:
-                value, n_units = dv.get(fld.id, (None, 0))
+                fig = dv.get(fld.id)
                 how = ("Tổng cộng" if fld.method == "sum"
-                       else f"Bình quân gia quyền theo {d.fields[fld.weight].label}")
-                note = f"{how}; {n_units} đơn vị có số liệu"
+                       else f"Bình quân gia quyền theo {d.fields[fld.weight].label.lower()}")
+                note = f"{how}; {fig.n}/{fig.of} đơn vị" if fig else how
             w = _SUMMARY_WIDTHS
             ws.set_row(r, _height([(fld.label, w[1]), (note, w[4]), (text, w[2] + w[3])], size=12))
             book.cells(ws, r, [(f"{n}", s["code"]), (fld.label, s["text"])])
             if fld.method == "count":
                 book.merge(ws, r, 2, 3, text, s["text"])
             else:
-                book.number(ws, r, 2, value, s[_kind(fld)])
-                book.text(ws, r, 3, fld.unit or ("%" if fld.type == "percent" else ""), s["code"])
+                _put_figure(book, ws, r, 2, dv.get(fld.id), _kind(fld), author)
+                book.text(ws, r, 3, unit_of_measure(fld), s["code"])
             book.text(ws, r, 4, note, s["text"])
             r += 1
         r += 1
-    for i, (left, right) in enumerate((("NGƯỜI TỔNG HỢP", "TRƯỞNG PHÒNG"),
-                                       ("(Ký, ghi rõ họ tên)", "(Ký, ghi rõ họ tên, đóng dấu)"))):
-        book.merge(ws, r + i, 0, 1, left, s["sign_note" if i else "sign"])
-        book.merge(ws, r + i, 3, last, right, s["sign_note" if i else "sign"])
-    ws.set_row(r + 2, 70)  # room to sign
-    ws.write_blank(r + 2, 0, None, s["sign_note"])  # a cell, else constant_memory drops the row's height
-    ws.print_area(0, 0, r + 2, last)
+    footnote = ("Ghi chú: ô tô màu cam là số liệu chưa gồm đủ các đơn vị (đơn vị chưa nộp hoặc nộp sai "
+                "kỳ báo cáo, hoặc số liệu có lỗi đã được loại ra); ô tô màu vàng là số liệu có gồm số liệu "
+                "đơn vị cần kiểm tra lại; ghi chú trong từng ô nêu rõ các đơn vị. Cách tổng hợp: các tổng "
+                "số được tính lại từ số liệu thành phần; số liệu có lỗi của một đơn vị không được cộng, "
+                "cùng với các số liệu của đơn vị đó được đối chiếu trực tiếp với nó; số liệu chỉ có cảnh "
+                "báo vẫn được cộng.")
+    ws.set_row(r, _height([(footnote, sum(_SUMMARY_WIDTHS))], size=10))
+    book.merge(ws, r, 0, last, footnote, f["note_wrap"])
+    r += 2
+    recipients = names["recipients"]
+    signer = list(d.office.signature)
+    height = max(len(recipients) + 1, len(signer) + 5)
+    left = [("Nơi nhận:", s["to_head"])] + [
+        (f"- {line}{'.' if i == len(recipients) else ';'}", f["to"]) for i, line in enumerate(recipients, 1)]
+    for i in range(height):  # row by row: a streamed (constant_memory) sheet keeps only rows in order
+        if i < len(left):
+            book.text(ws, r + i, 0, *left[i])
+        if i < len(signer):
+            book.merge(ws, r + i, split + 1, last, signer[i], s["sign"])
+        else:  # room to sign and stamp, and for the signer's name
+            ws.set_row(r + i, 20)
+            ws.write_blank(r + i, split + 1, None, s["sign"])  # a cell, else constant_memory drops the height
+    ws.print_area(0, 0, r + height, last)
     book.page(ws)
-    return activities
+    return anchors
 
 
-def _summary_table(book: _Book, ws, d, sheet, dv, counted: int, r: int, last: int) -> tuple[int, dict | None]:
-    """The activity table in its own layout (TT, label, grouped value columns, total row) from row `r`.
-
-    Returns the next free row and where the activities' participants are (None without that column)."""
+def _summary_table(book: _Book, ws, d, sheet, dv: dict, r: int, last: int, anchors: dict) -> int:
+    """The activity table in its own layout (TT, label, grouped value columns, total row) from row `r`;
+    records in `anchors` where its rows are. Returns the next free row."""
     f, s = book.f, book.big
     book.merge(ws, r, 0, last, sheet.title, f["section"])
     heads = [("", sheet.number_label, ""), ("", sheet.table_label, ""), *sheet.columns]  # (id, label, group)
@@ -332,68 +427,88 @@ def _summary_table(book: _Book, ws, d, sheet, dv, counted: int, r: int, last: in
                            (row_label, s["text_b" if total else "text"])])
         for i, cid in enumerate(ids):
             fld = d.fields[f"{row_id}.{cid}"]
-            book.number(ws, r, 2 + i, dv.get(fld.id, (None, 0))[0], s[_kind(fld, bold=total)])
+            _put_figure(book, ws, r, 2 + i, dv.get(fld.id), _kind(fld, bold=total), d.office.short)
         r += 1
-    book.merge(ws, r, 0, last, f"Số liệu cộng từ {counted} đơn vị; dòng «Tổng số» được tính lại từ các dòng "
-                               "thành phần.", f["note"])
+    book.merge(ws, r, 0, last, "Dòng «Tổng số» được tính lại từ các dòng thành phần.", f["note"])
     parts_first = not any(d.fields[f"{rid}.{ids[0]}"].total_of for rid, _ in sheet.rows[:n])
-    anchor = None
-    if "participants" in ids and n and parts_first:
-        anchor = {"first": first, "last": first + n - 1, "value_col": 2 + ids.index("participants")}
-    return r + 2, anchor
+    if n and parts_first:
+        for i, cid in enumerate(ids):
+            anchors[(sheet.id, cid)] = (first, first + n - 1, 2 + i)
+    return r + 2
 
 
-def _by_unit(book: _Book, d, units: pd.DataFrame, figures: pd.DataFrame, activities: dict | None) -> None:
-    """Sheet "Theo đơn vị": a row per unit of the list, a total row of SUM formulas (with cached sums) and
-    two bar charts to the right: participants by unit and by activity."""
+def _by_unit(book: _Book, d, units: pd.DataFrame, figures: pd.DataFrame, left_out: pd.DataFrame,
+             district_values: pd.DataFrame, anchors: dict) -> None:
+    """Sheet "Theo đơn vị": a row per unit of the list with the definition's figures per unit (those left
+    out of the district figures marked), a total row of the district figures, and the definition's bar
+    charts to the right."""
     ws, f, n = book.sheet(SHEETS[1]), book.f, len(units)
-    cols = [(fid, h) for fid, h in BY_UNIT if fid in d.fields]
+    cols = [(fid, h) for fid, h in d.district.by_unit if fid in d.fields]
     names = units["full_name"] if "full_name" in units else units["unit_name"]
     heads = ["Mã đơn vị", "Tên đơn vị", "Trạng thái", *(h for _, h in cols), "Lỗi", "Cảnh báo"]
-    book.head(ws, 0, heads, [10, _fit(names, 16, 32), 12, *(max(9, min(14, len(h) * 0.7)) for _, h in cols),
+    book.head(ws, 0, heads, [10, _fit(names, 16, 32), 14, *(max(9, min(14, len(h) * 0.7)) for _, h in cols),
                              7, 9])
-    fig = figures.reindex(units["unit_code"].tolist())
-    extra = [(fig[fid].tolist() if fid in fig else [None] * n, _kind(d.fields[fid])) for fid, _ in cols]
-    extra += [(units["errors"].tolist(), "int"), (units["warnings"].tolist(), "int")]
-    for i, (code, name, status) in enumerate(zip(units["unit_code"], names, units["status"], strict=True)):
+    codes = units["unit_code"].tolist()
+    fig = figures.reindex(codes)
+    out = left_out.reindex(codes).fillna(False).astype(bool) if len(left_out.columns) else None
+    extra = []
+    for fid, _ in cols:
+        kind = _kind(d.fields[fid])
+        vals = fig[fid].tolist() if fid in fig else [None] * n
+        marks = out[fid].tolist() if out is not None and fid in out else [False] * n
+        extra.append([(v, book.mark(kind, "out") if m else f[kind])
+                      for v, m in zip(vals, marks, strict=True)])
+    extra += [[(v, f["int"]) for v in units[c].tolist()] for c in ("errors", "warnings")]
+    for i, (code, name, status) in enumerate(zip(codes, names, units["status"], strict=True)):
         book.cells(ws, i + 1, [(code, f["code"]), (name, f["text"]), (status, f["code"]),
-                               *((vals[i], f[kind]) for vals, kind in extra)])
-    book.cells(ws, n + 1, [("", f["text_b"]), ("Tổng cộng", f["text_b"]), ("", f["text_b"])])
-    for c, (vals, kind) in enumerate(extra, 3):
-        cached = sum(x for x in map(_number, vals) if x is not None)  # shown by readers that don't calculate
+                               *(col[i] for col in extra)])
+    dv = district_values.set_index("field")["value"] if len(district_values) else pd.Series(dtype=float)
+    book.cells(ws, n + 1, [("", f["text_b"]), ("Tổng hợp (số liệu được tính)", f["text_b"]),
+                           ("", f["text_b"])])
+    for c, (fid, _) in enumerate(cols, 3):
+        book.number(ws, n + 1, c, dv.get(fid), f[_kind(d.fields[fid], bold=True)])
+    for c in (len(cols) + 3, len(cols) + 4):
         col = xl_col_to_name(c)
-        ws.write_formula(n + 1, c, f"=SUM({col}2:{col}{n + 1})" if n else "=0", f[kind + "_b"], cached)
+        cached = sum(x for x in map(_number, (units["errors"] if c == len(cols) + 3 else units["warnings"]))
+                     if x is not None)
+        ws.write_formula(n + 1, c, f"=SUM({col}2:{col}{n + 1})" if n else "=0", f["int_b"], cached)
+    ws.set_row(n + 2, 30)
+    book.merge(ws, n + 2, 0, len(heads) - 1, "Ô tô màu cam: số liệu không được tổng hợp (ô có lỗi hoặc "
+               "được đối chiếu với ô có lỗi). Dòng «Tổng hợp» là số liệu của trang «Tổng hợp».",
+               f["note_wrap"])
     book.status_colours(ws, 1, max(n, 1), 2)
     ws.freeze_panes(1, 2)
     ws.autofilter(0, 0, max(n, 1), len(heads) - 1)
     book.page(ws, landscape=True, repeat=0)  # no print area: the charts print beside the table
-    height, y = max(300, 24 * n + 120), 0
-    if n and "total.participants" in dict(cols):
-        pc = 3 + [fid for fid, _ in cols].index("total.participants")
-        series = {"categories": [SHEETS[1], 1, 1, n, 1], "values": [SHEETS[1], 1, pc, n, pc]}
-        ws.insert_chart(0, len(heads) + 1, _bar(book, series, "#4472C4", "Số lượt người tham gia theo đơn vị",
-                                                "Đơn vị", height))
-        y = height + 20
-    if activities:
-        a = activities
-        series = {"categories": [SHEETS[0], a["first"], 1, a["last"], 1],
-                  "values": [SHEETS[0], a["first"], a["value_col"], a["last"], a["value_col"]]}
-        chart = _bar(book, series, "#ED7D31", "Số lượt người tham gia theo hoạt động giáo dục",
-                     "Hoạt động giáo dục", 30 * (a["last"] - a["first"]) + 150)
-        ws.insert_chart(0, len(heads) + 1, chart, {"y_offset": y})
+    y = 0
+    for chart in d.district.charts:
+        if chart.by == "unit" and n and chart.field in dict(cols):
+            pc = 3 + [fid for fid, _ in cols].index(chart.field)
+            series = {"categories": [SHEETS[1], 1, 1, n, 1], "values": [SHEETS[1], 1, pc, n, pc]}
+            height = max(300, 24 * n + 120)
+        elif chart.by == "row" and (chart.sheet, chart.column) in anchors:
+            first, last_row, vc = anchors[(chart.sheet, chart.column)]
+            series = {"categories": [SHEETS[0], first, 1, last_row, 1],
+                      "values": [SHEETS[0], first, vc, last_row, vc]}
+            height = 30 * (last_row - first) + 150
+        else:
+            continue
+        colour = ("#4472C4", "#ED7D31", "#70AD47", "#7030A0")[len(book.wb.charts) % 4]
+        ws.insert_chart(0, len(heads) + 1, _bar(book, series, colour, chart.title, chart.axis, height),
+                        {"y_offset": y})
+        y += height + 20
 
 
-def _bar(book: _Book, series: dict, colour: str, title: str, category: str, height: int):
-    """A horizontal bar chart of participants: Vietnamese title and axis names, categories read top down."""
+def _bar(book: _Book, series: dict, colour: str, title: str, axis: str, height: int):
+    """A horizontal bar chart: the definition's Vietnamese title and axis name, categories read top down."""
     font = {"name": "Times New Roman"}
     chart = book.wb.add_chart({"type": "bar"})
-    chart.add_series(series | {"name": "Số lượt người tham gia", "fill": {"color": colour}, "gap": 60})
+    chart.add_series(series | {"name": axis or title, "fill": {"color": colour}, "gap": 60})
     chart.set_title({"name": title, "name_font": font | {"size": 12, "bold": True}})
-    chart.set_x_axis({"name": "Số lượt người", "num_format": "#,##0", "name_font": font | {"size": 10},
+    chart.set_x_axis({"name": axis, "num_format": "#,##0", "name_font": font | {"size": 10},
                       "num_font": font | {"size": 9}})
-    # reversed so the first unit is on top; crossing at the last category keeps the values at the bottom
-    chart.set_y_axis({"name": category, "reverse": True, "crossing": "max", "name_font": font | {"size": 10},
-                      "num_font": font | {"size": 9}})
+    # reversed so the first category is on top; crossing at the last category keeps the values at the bottom
+    chart.set_y_axis({"reverse": True, "crossing": "max", "num_font": font | {"size": 9}})
     chart.set_legend({"none": True})
     chart.set_size({"width": 560, "height": height})
     return chart
@@ -427,28 +542,48 @@ def _findings(book: _Book, definition, findings: pd.DataFrame, links: Mapping[st
         book.text(ws, 0, 0, NO_FINDINGS, f["bold"])
         return
     heads = ("Mức độ", "Đơn vị", "Tệp", "Trang", "Ô", "Mục", "Giá trị đã ghi", "Nội dung", "Giá trị đúng",
-             "Phản hồi")
-    widths = (10, 18, 18, 14, 6, 26, 12, 50, 12, 20)
+             "Có thể là", "Phản hồi")
+    widths = (10, 18, 18, 14, 6, 26, 12, 50, 11, 11, 20)
     book.head(ws, 0, heads, widths)
     order = findings["severity"].map(SEVERITY_ORDER).fillna(9)
     n_links = 0
     for i, row in enumerate(findings.assign(_o=order).sort_values("_o", kind="stable").to_dict("records"), 1):
         unit = next((v for v in (row.get("unit_name"), row.get("unit_code")) if not _blank(v) and v), "")
         cells = [unit, row.get("file"), row.get("sheet"), row.get("cell"), row.get("label"),
-                 show(row.get("value")), row.get("message"), show(row.get("expected"))]
+                 show(row.get("value")), row.get("message"), show(row.get("expected")),
+                 show(row.get("suggestion"))]
         link = _link(definition, row, links)
         ws.set_row(i, _height([*zip(cells, widths[1:], strict=False), (link[1] if link else "", widths[-1])]))
         sev = row.get("severity")
         book.text(ws, i, 0, SEVERITY_VN.get(sev, sev), f["error" if sev == "error" else "warning"])
         for c, v in enumerate(cells, 1):  # all text: a value is shown as the ward wrote it
             book.text(ws, i, c, v, f["code"] if c == 4 else f["text"])
-        if link and n_links < _MAX_LINKS and ws.write_url(i, 9, link[0], f["link"], string=link[1]) == 0:
+        if link and n_links < _MAX_LINKS and ws.write_url(i, 10, link[0], f["link"], string=link[1]) == 0:
             n_links += 1
         else:
-            book.text(ws, i, 9, link[1] if link else "", f["text"])
+            book.text(ws, i, 10, link[1] if link else "", f["text"])
     ws.freeze_panes(1, 0)
     ws.autofilter(0, 0, len(findings), len(heads) - 1)
-    ws.ignore_errors({"number_stored_as_text": f"A2:J{len(findings) + 1}"})  # values are shown as written
+    ws.ignore_errors({"number_stored_as_text": f"A2:K{len(findings) + 1}"})  # values are shown as written
+
+
+def _wide(book: _Book, table: pd.DataFrame, headers: Mapping[str, str]) -> None:
+    """Sheet "Bảng số liệu": the pivot table, a row per unit, a column per field (Vietnamese header with
+    the unit of measure), the figures counted in the district figures as numbers, choices as text."""
+    ws, f, n = book.sheet(WIDE_SHEET), book.f, len(table)
+    cols = list(table.columns)
+    widths = [10 if c == "unit_code" else 24 if c in ("unit_name", "district_name", "province_name")
+              else 13 for c in cols]
+    book.head(ws, 0, [headers.get(c, c) for c in cols], widths,
+              height=_height([(headers.get(c, c), w) for c, w in zip(cols, widths, strict=True)]))
+    columns = [table[c].tolist() for c in cols]
+    for i in range(n):
+        book.cells(ws, i + 1, [(col[i], f["code"] if c == "unit_code" else
+                                f["left"] if isinstance(col[i], str) else f["dec"])
+                               for c, col in zip(cols, columns, strict=True)])
+    ws.freeze_panes(1, 2)
+    ws.autofilter(0, 0, max(n, 1), len(cols) - 1)
+    book.page(ws, landscape=True, repeat=0)
 
 
 def _received(v: object) -> dt.datetime | None:
@@ -460,29 +595,37 @@ def _received(v: object) -> dt.datetime | None:
 
 
 def _submissions(book: _Book, units: pd.DataFrame) -> None:
-    """Sheet "Tình hình nộp báo cáo": the counts on top, then each unit's submission and status (coloured).
+    """Sheet "Tình hình nộp báo cáo": the counts on top, then each unit's submission and status (coloured),
+    the files it superseded and the files of other periods it sent.
 
     The unit rows are spliced in (`_rows_spliced`) unless the workbook streams its rows out."""
     ws, f, n = book.sheet(SHEETS[3]), book.f, len(units)
-    sent = units["status"] != STATUS_MISSING
+    sent = units["status"].isin(RECEIVED)
+    wrong = units["status"] == STATUS_WRONG_PERIOD
     with_errors = int((units["status"] == STATUS_ERRORS).sum())
-    book.text(ws, 0, 0, f"Đã nộp {int(sent.sum())}/{n} đơn vị; {with_errors} đơn vị có lỗi", f["bold"])
+    top = f"Đã nộp {int(sent.sum())}/{n} đơn vị; {with_errors} đơn vị có lỗi"
+    if wrong.any():
+        top += f"; {int(wrong.sum())} đơn vị chỉ gửi báo cáo của kỳ khác"
+    book.text(ws, 0, 0, top, f["bold"])
     heads = ("Mã đơn vị", "Tên đơn vị", "Đã nộp", "Tệp", "Thời điểm nhận", "Số lỗi", "Số cảnh báo",
-             "Trạng thái", "Tệp bị thay thế")
+             "Trạng thái", "Tệp bị thay thế", "Tệp của kỳ khác")
     names = units["full_name"] if "full_name" in units else units["unit_name"]
     get = {c: units[c].tolist() if c in units else [None] * n
-           for c in ("file", "received", "errors", "warnings", "superseded")}
+           for c in ("file", "received", "errors", "warnings", "superseded", "other_files")}
+    other = [o if not w else "" for o, w in zip(get["other_files"], wrong, strict=True)]
     when = [_received(v) for v in get["received"]]
-    widths = (10, _fit(names, 16, 32), 10, _fit(get["file"], 12, 36), 16, 8, 10, 14,
-              _fit(get["superseded"], 14, 40))
+    widths = (10, _fit(names, 16, 32), 10, _fit(get["file"], 12, 36), 16, 8, 10, 15,
+              _fit(get["superseded"], 14, 40), _fit(other, 14, 40))
     book.head(ws, 2, heads, widths)
     columns = [(units["unit_code"].tolist(), f["code"]), (names.tolist(), f["text"]),
-               (["Đã nộp" if ok else "Chưa nộp" for ok in sent], f["code"]), (get["file"], f["text"]),
+               (["Đã nộp" if ok else "Sai kỳ" if w else "Chưa nộp"
+                 for ok, w in zip(sent, wrong, strict=True)], f["code"]), (get["file"], f["text"]),
                ([w or r for w, r in zip(when, get["received"], strict=True)], f["when"]),
                (get["errors"], f["int"]), (get["warnings"], f["int"]), (units["status"].tolist(), f["code"]),
-               (get["superseded"], f["text"])]
+               (get["superseded"], f["text"]), (other, f["text"])]
     for i in range(n):
-        ws.set_row(i + 3, _height([(get["file"][i], widths[3]), (get["superseded"][i], widths[8])]))
+        ws.set_row(i + 3, _height([(get["file"][i], widths[3]), (get["superseded"][i], widths[8]),
+                                   (other[i], widths[9])]))
     if book.splice and n:
         _rows_spliced(book, ws, 3, columns)
     else:
@@ -576,7 +719,7 @@ def _data(book: _Book, values: pd.DataFrame) -> None:
 
 
 def _data_sheet(book: _Book, cols: list[str], part: int):
-    ws = book.sheet(SHEETS[4] if part == 0 else f"{SHEETS[4]} ({part + 1})")
+    ws = book.sheet(DATA_SHEET if part == 0 else f"{DATA_SHEET} ({part + 1})")
     book.head(ws, 0, [DATA_HEADERS[c] for c in cols], [_DATA_WIDTHS[c] for c in cols])
     for c, name in enumerate(cols):  # column formats, not cell formats: no lookups in the loop
         ws.set_column(c, c, _DATA_WIDTHS[name], book.f["indent" if name == "raw" else "left"])

@@ -18,22 +18,31 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from openpyxl.utils.datetime import to_excel
 
 from pipeline import xlsx_patch
 from pipeline.definition import NUMERIC, Definition, Field
 from pipeline.findings import FINDING_COLUMNS
-from pipeline.template import Mark, _is_blank, _is_number, is_input, render_workbook
+from pipeline.template import Mark, TypedOver, _is_blank, _is_number, is_input, render_workbook
 
 CODE_MARK, NAME_MARK = "\ue000unit_code\ue001", "\ue000unit_name\ue001"
 
 
 def shown_values(values: pd.DataFrame) -> dict[int, dict[str, object]]:
     """submission → field → what to show in its feedback workbook: figures that read cleanly as numbers
-    (so "02" becomes 2 and the sheet's own formulas add it up), totals recomputed, anything else as typed."""
+    (so "02" becomes 2 and the sheet's own formulas add it up), totals recomputed (their formula back),
+    but a wrong total the ward typed over the formula as typed (`TypedOver`), anything else as typed."""
     clean = values["type"].isin(NUMERIC) & values["parse_rule"].isna() & values["value"].notna()
     shown = values["raw"].where(~(clean | values["is_total"]), values["value"])
+    if "declared_typed" in values:
+        declared = values["declared"].to_numpy(dtype=float)
+        recomputed = values["value"].to_numpy(dtype=float)
+        wrong = values["declared_typed"].to_numpy(dtype=bool) & ~(np.abs(declared - recomputed) <= 1e-6)
+        if wrong.any():
+            shown = shown.copy()
+            shown[wrong] = [TypedOver(r) for r in values["raw"][wrong]]
     out: dict[int, dict[str, object]] = {}
     for sub, fid, v in zip(values["submission"], values["field"], shown, strict=True):
         out.setdefault(sub, {})[fid] = v
@@ -41,9 +50,13 @@ def shown_values(values: pd.DataFrame) -> dict[int, dict[str, object]]:
 
 
 def marks(mine: pd.DataFrame) -> dict[str, Mark]:
-    """field → Mark for one submission's findings: the worst severity, every message in the comment."""
+    """field → Mark for one submission's findings: the worst severity, every message in the comment. A
+    cross-check marks every cell it involves (its own and those in `also`)."""
     out: dict[str, Mark] = {}
-    for fid, sev, msg in zip(mine["field"], mine["severity"], mine["message"], strict=True):
+    also = mine["also"].fillna("").astype(str) if "also" in mine else [""] * len(mine)
+    rows = zip(mine["field"], mine["severity"], mine["message"], also, strict=True)
+    cells = [(fid, sev, msg) for own, sev, msg, more in rows for fid in [own, *more.split()]]
+    for fid, sev, msg in cells:
         if not isinstance(fid, str) or not fid:
             continue
         old = out.get(fid)

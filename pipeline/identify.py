@@ -1,7 +1,10 @@
 """Who sent a submission, for which period, on which template: identity checks.
 
 `identify(definition, units, raws, values, period)` returns the submissions frame (one row per readable
-workbook: submission, unit_code, unit_name, district..., period, report_date) and identity findings.
+workbook: submission, unit_code, unit_name, district..., period, in_period) and identity findings.
+
+A file belongs to the period written in it (the typed period cell, else the hidden metadata), not to
+the day it arrives: `in_period` is True only where that is the run's period (always, without one).
 """
 
 from __future__ import annotations
@@ -112,12 +115,13 @@ def identify(
                     "submission": sub,
                     "field": f_period.id,
                     "cell": period_cell,
-                    "rule": "period-mismatch",
+                    "rule": "period-mismatch" if got_period else "period-missing",
                     "value": got_period,
-                    "expected": period,
+                    "detail": period,
                 }
             )
-        row = {"submission": sub, "period": got_period}
+        row = {"submission": sub, "period": got_period, "in_period": not period or got_period == period,
+               "sample": _clean(meta.get("sample")) == "1"}
         if unit is not None:
             u = unit | {"unit_code": code}
             row |= {c: u.get(c, "") for c in SUBMISSION_UNIT_COLUMNS}
@@ -126,7 +130,7 @@ def identify(
             row |= {c: "" for c in SUBMISSION_UNIT_COLUMNS}
             row["unit_name"] = name or code
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=["submission", "period", *SUBMISSION_UNIT_COLUMNS]).set_index(
-        "submission"
-    )
+    columns = ["submission", "period", "in_period", "sample", *SUBMISSION_UNIT_COLUMNS]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame = frame.set_index("submission")
     return frame, findings

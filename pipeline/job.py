@@ -25,16 +25,26 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from pipeline import __version__
-from pipeline.consolidate import choose_submissions, consolidate
-from pipeline.definition import Definition
+from pipeline.consolidate import (
+    RECEIVED,
+    STATUS_MISSING,
+    STATUS_WRONG_PERIOD,
+    choose_submissions,
+    consolidate,
+)
+from pipeline.definition import IDENTITY_ROLES, Definition
 from pipeline.feedback import shown_values
 from pipeline.findings import make_findings, sort_findings
 from pipeline.outputs import (
+    FINDINGS_HEADERS,
     VALUES_COLUMNS,
+    VALUES_HEADERS,
     findings_table,
     show_plain,
     values_table,
+    wide_table,
     write_csv,
+    write_findings_json,
     write_manifest,
 )
 from pipeline.run import Options, check_files
@@ -61,6 +71,21 @@ class Summary:
     feedback_files: int
     timings: dict[str, float] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
+    periods: dict[str, int] = field(default_factory=dict)  # files read, by the period written in them
+    wrong_period: list[str] = field(default_factory=list)  # units that sent only files of other periods
+    self_test: list[str] = field(default_factory=list)  # district figures that failed the self-test
+    left_out: int = 0  # values of counted files left out of the district figures (the counting rule)
+    period: str = ""
+
+    @property
+    def no_file_of_period(self) -> bool:
+        """True when files were read but none carries the run's period (the wrong period chosen?)."""
+        return bool(self.periods) and not self.periods.get(self.period, 0)
+
+    @property
+    def attention(self) -> bool:
+        """True when the outputs were written but their figures need the officer's attention."""
+        return bool(self.self_test) or self.no_file_of_period
 
 
 def discover(inbox: Path) -> tuple[list[str], list[str]]:
@@ -76,6 +101,26 @@ def discover(inbox: Path) -> tuple[list[str], list[str]]:
     books = [n for n in found if os.path.splitext(n)[1].lower() in WORKBOOK_SUFFIXES]
     others = [n for n in found if os.path.splitext(n)[1].lower() not in WORKBOOK_SUFFIXES]
     return books, others
+
+
+def _out_of_period(definition: Definition, findings: pd.DataFrame, subs: pd.DataFrame) -> pd.DataFrame:
+    """Findings without those about the figures of files of other periods: such a file is told which
+    period it carries and which template to use; its figures are not this run's business."""
+    out = subs.index[~subs["in_period"].astype(bool)]
+    identity = {f.id for f in definition.fields.values() if f.role in IDENTITY_ROLES}
+    about_figures = findings["submission"].isin(out) & findings["field"].fillna("").astype(str).ne("") & \
+        ~findings["field"].isin(identity)
+    return findings[~about_figures]
+
+
+def _choice_texts(definition: Definition, cons) -> pd.DataFrame:
+    """The counted choices of each chosen unit: index unit_code, a column per choice field."""
+    fields = [f.id for f in definition.fields.values() if f.method == "count"]
+    v = cons.values
+    v = v[v["field"].isin(fields) & (v["counted"] == "Có")]
+    code = v["submission"].map(cons.units.dropna(subset=["submission"]).set_index("submission")["unit_code"])
+    return v.assign(unit_code=code).dropna(subset=["unit_code"]).pivot_table(
+        index="unit_code", columns="field", values="text", aggfunc="first")
 
 
 def _sha256(path: Path) -> str:
@@ -149,13 +194,13 @@ def _district_names(districts: pd.DataFrame) -> dict[str, str]:
 
 
 def _data_sheet_values(values: pd.DataFrame) -> pd.DataFrame:
-    """What the "Dữ liệu" sheet shows: the values used, without blank cells, without the columns that
+    """What the "Dữ liệu" sheet shows: the values read, without blank cells, without the columns that
     are the same on every row of a district workbook, and the raw text only where it differs from the
     figure (the full table is values.csv)."""
     shown = values[(values["raw"] != "") | values["value"].notna()]
     plain = pd.Series(per_distinct(shown["value"], show_plain), index=shown.index, dtype=object)
     same = shown["raw"] == plain
-    return shown.drop(columns=["period", "district"]).assign(raw=shown["raw"].where(~same, ""))
+    return shown.drop(columns=["district", "label", "unit"]).assign(raw=shown["raw"].where(~same, ""))
 
 
 def _write_district(code: str) -> None:
@@ -183,11 +228,14 @@ def _write_district(code: str) -> None:
         run_date=sh["run_date"],
         units=units,
         figures=part("figures"),
+        left_out=part("left_out"),
         district_values=part("district_values"),
         choices=part("choices"),
         findings=pd.concat([mine, sh["orphan"]]) if not sh["orphan"].empty else mine,
         values=part("values"),
+        wide=(part("wide"), sh["wide_headers"]),
         feedback_links={c: sh["links"][c] for c in units["unit_code"] if c in sh["links"]},
+        sample=sh["sample"],
     )
 
 
@@ -216,18 +264,24 @@ def write_districts(
     links: dict[str, str],
     jobs: int = 1,
     meanwhile: Callable[[], None] | None = None,
+    wide: tuple[pd.DataFrame, dict] | None = None,
+    sample: bool = False,
 ) -> list[Path]:
     """One consolidated workbook per district of the units list; findings that belong to no unit (a
-    file nobody could be named for) go to every district. `meanwhile` runs while workers write them.
+    file nobody could be named for) go to every district. `meanwhile` runs while workers write them;
+    `wide` is the pivot table (pipeline.outputs.wide_table); `sample` says the inputs are sample files.
     Returns the paths."""
     district_of = cons.units.set_index("unit_code")["district_code"]
     num = cons.figures
+    table, headers = wide if wide is not None else (cons.units[["unit_code"]], {})
     findings = findings.assign(label=findings["field"].map(definition.frame["label"]).fillna(""))
     dist = findings["unit_code"].map(district_of)
     shown = _data_sheet_values(values)
     frames = {
         "units": (cons.units, cons.units["district_code"]),
         "figures": (num, district_of.reindex(num.index)),
+        "left_out": (cons.left_out, district_of.reindex(cons.left_out.index)),
+        "wide": (table, table["unit_code"].map(district_of)),
         "district_values": (cons.district, cons.district["district_code"]),
         "choices": (cons.choices, cons.choices["district_code"]),
         "findings": (findings, dist),
@@ -246,7 +300,9 @@ def write_districts(
     shared |= {
         "definition": definition,
         "period": period,
-        "run_date": dt.date.today().strftime("%d/%m/%Y"),
+        "run_date": dt.date.today(),
+        "wide_headers": headers,
+        "sample": sample,
         "rows": rows,
         "paths": paths,
         "links": links,
@@ -446,17 +502,27 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
     prints = [fingerprints[p] for p in subs["path"]]
     subs["sha256"] = [sha for sha, _ in prints]
     subs["mtime"] = [mtime for _, mtime in prints]
-    dates = result.values[result.values["field"] == "report_date"].set_index("submission")["text"]
+    role = definition.role("report_date")
+    dates = result.values[result.values["field"] == (role.id if role else None)]
+    dates = dates.set_index("submission")["text"]
     subs["report_date"] = dates.reindex(subs.index)
     subs["received"] = [dt.datetime.fromtimestamp(m).isoformat(timespec="seconds") for m in subs["mtime"]]
     subs, resub = choose_submissions(subs)
     dropped = [r["submission"] for r in resub]
     findings = result.findings[~result.findings["submission"].isin(dropped)]
+    findings = _out_of_period(definition, findings, subs)
     if resub:
         extra = pd.DataFrame(resub).join(subs[["file", "unit_code", "unit_name"]], on="submission")
         findings = pd.concat([findings, make_findings(extra, definition.rules)], ignore_index=True)
-    findings = sort_findings(findings, definition.frame["order"])
     cons = consolidate(definition, units, subs, result.values, findings, strict=strict)
+    if cons.checks:
+        names = units.drop_duplicates("district_code").set_index("district_code")["district_name"]
+        failed = pd.DataFrame(cons.checks).assign(unit_name=lambda f: f["district_code"].map(names))
+        for r in failed.itertuples(index=False):
+            log.error("self-test: district %s, field %s: %s", r.district_code, r.field, r.detail)
+        failed = make_findings(failed.drop(columns="district_code"), definition.rules)
+        findings = pd.concat([findings, failed], ignore_index=True)
+    findings = sort_findings(findings, definition.frame["order"])
     t["consolidate"] = time.perf_counter()
 
     chosen = subs[subs["chosen"]]
@@ -476,14 +542,19 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
         else {}
     )
     t["feedback"] = time.perf_counter()
-    vt = values_table(cons.used, subs, definition, period)
+    vt = values_table(cons.values, subs, definition)
+    sample = bool(subs.loc[subs["chosen"], "sample"].astype(bool).any())
+    wide = wide_table(definition, cons.units, cons.figures, cons.left_out, _choice_texts(definition, cons))
 
     def write_tables() -> None:  # in this process while the workers write the district workbooks
-        write_csv(vt[VALUES_COLUMNS], out_dir / "values.csv")
-        write_csv(findings_table(findings), out_dir / "findings.csv")
+        write_csv(vt[VALUES_COLUMNS], out_dir / "values.csv", VALUES_HEADERS)
+        write_csv(findings_table(findings), out_dir / "findings.csv", FINDINGS_HEADERS)
+        write_csv(wide[0], out_dir / "bang-so-lieu.csv", wide[1])
+        write_findings_json(findings, out_dir / "findings.json")
 
     district_files = write_districts(
-        definition, out_dir, period, cons, findings, vt, links, options.jobs, meanwhile=write_tables
+        definition, out_dir, period, cons, findings, vt, links, options.jobs, meanwhile=write_tables,
+        wide=wide, sample=sample,
     )
     t["write"] = time.perf_counter()
     stages = {
@@ -496,7 +567,7 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
     read_names = set(subs["file"])
     n_err = int((findings["severity"] == "error").sum())
     n_warn = int((findings["severity"] == "warning").sum())
-    received = int((cons.units["status"] != "Chưa nộp").sum())
+    received = int(cons.units["status"].isin(RECEIVED).sum())
     write_manifest(
         out_dir / "manifest.json",
         {
@@ -523,8 +594,9 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
             "timings": {k: round(v, 3) for k, v in stages.items()},
         },
     )
-    missing = cons.units.loc[cons.units["status"] == "Chưa nộp", "full_name"].tolist()
-    return Summary(
+    missing = cons.units.loc[cons.units["status"] == STATUS_MISSING, "full_name"].tolist()
+    wrong = cons.units.loc[cons.units["status"] == STATUS_WRONG_PERIOD, "full_name"].tolist()
+    summary = Summary(
         out_dir,
         received,
         len(cons.units),
@@ -536,4 +608,11 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
         len(links),
         stages,
         missing,
+        subs["period"].fillna("").value_counts().to_dict(),
+        wrong,
+        [f"{r['district_code']} {r['field']}: {r['detail']}" for r in cons.checks],
+        int(((cons.values["counted"] == "Không") & cons.values["submission"].isin(
+            subs.index[subs["chosen"]])).sum()),
+        period,
     )
+    return summary

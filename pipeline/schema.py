@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 import pandera.pandas as pa
 
-from pipeline.definition import NUMERIC, Definition, Field
+from pipeline.definition import IDENTITY_ROLES, NUMERIC, Definition, Field
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,8 @@ def build_schemas(definition: Definition) -> dict[str, SheetSchema]:
         details: dict = {}
         fields = [definition.fields[f] for f in sheet.fields]
         if sheet.kind == "form":
-            cols = {f.id: _column(f, rules, details, f.id) for f in fields if not f.total_of and not f.role}
+            cols = {f.id: _column(f, rules, details, f.id) for f in fields
+                    if not f.total_of and f.role not in IDENTITY_ROLES}
         else:
             first = {f.table_col: f for f in fields if not f.total_of}
             cols = {c: _column(f, rules, details, c) for c, f in first.items()}

@@ -24,15 +24,13 @@ import xlsxwriter
 from xlsxwriter.utility import xl_cell_to_rowcol
 
 from pipeline.atomic import atomic_path
-from pipeline.definition import META_KEYS, META_SHEET, Definition, Field, Sheet, check_period
-from pipeline.findings import show
+from pipeline.definition import IDENTITY_ROLES, META_KEYS, META_SHEET, Definition, Field, Sheet, check_period
+from pipeline.findings import SEVERITY_VN, show
 from pipeline.worksheet import Worksheet
 
-AUTHOR = "Phòng GD&ĐT"
 GUIDE_SHEET, FEEDBACK_SHEET = "Hướng dẫn", "Góp ý"
 INPUT_FILL, LOCKED_FILL, HEADER_FILL = "#FFF2CC", "#F2F2F2", "#DDEBF7"
 MARK_FILL = {"error": "#FF8080", "warning": "#FFC000"}
-SEVERITY_VN = {"error": "Lỗi", "warning": "Cảnh báo"}
 # Vietnamese Excel shows "#,##0" as 2.379: the code is locale-neutral, the separators are the reader's.
 NUM_FORMATS = {"integer": "#,##0", "decimal": "#,##0.00", "percent": "0.0", "date": "dd/mm/yyyy",
                "text": "@", "choice": "@"}
@@ -53,11 +51,20 @@ class Mark:
     comment: str  # Vietnamese message for the cell comment
 
 
+@dataclass(frozen=True, slots=True)
+class TypedOver:
+    """What a ward typed over a total's formula, to show in its feedback copy as typed (in an unlocked,
+    marked cell) rather than the formula: the ward sees what it wrote and why that is wrong, and the
+    total computes again once the ward retypes the figure or the formula."""
+
+    raw: object
+
+
 def is_input(field: Field, *, blank: bool) -> bool:
     """True when the ward types `field`: not a total, not pre-filled (blank template: unit code/name too)."""
     if field.total_of:
         return False
-    return not field.role or (blank and field.role in ("unit_code", "unit_name"))
+    return field.role not in IDENTITY_ROLES or (blank and field.role in ("unit_code", "unit_name"))
 
 
 def _num(x: float) -> str:
@@ -230,25 +237,19 @@ class _Renderer:
         _merge(ws, lay["unit_row"] - 1, 0, lay["unit_row"] - 1, last_col, self.unit_line,
                self.st(italic=True, align="center", text_wrap=True))
 
-    def formula(self, f: Field) -> str:
-        """`=SUM(D6:D15)` for a column run of parts, else `=B14+B15` (other sheets quoted)."""
-        parts = [self.d.fields[p] for p in f.total_of]
-        rows = [p.row for p in parts]
-        if (len(parts) > 2 and all(p.sheet == f.sheet and p.col == f.col for p in parts)
-                and rows == list(range(rows[0], rows[0] + len(rows)))):
-            return f"=SUM({parts[0].cell}:{parts[-1].cell})"
-        return "=" + "+".join(p.cell if p.sheet == f.sheet else f"{_quote(self.d.sheet(p.sheet).name)}!"
-                              f"{p.cell}" for p in parts)
-
     def cell(self, ws, f: Field, span_to: int | None = None) -> None:
         """Write field `f` at its address: formula (total), input (unlocked, validated) or locked value."""
         mark = self.marks.get(f.id)
         fill = MARK_FILL[mark.severity] if mark else None
         r, c = f.row - 1, f.col - 1
         base = {"border": 1, "num_format": NUM_FORMATS[f.type]}
-        if f.total_of:
-            v = self.values.get(f.id)
-            ws.write_formula(r, c, self.formula(f), self.st(**base, bold=True, bg_color=fill or LOCKED_FILL),
+        v = self.values.get(f.id)
+        if f.total_of and isinstance(v, TypedOver):
+            props = base | {"bg_color": fill or INPUT_FILL, "locked": False, "bold": True}
+            _write_value(ws, r, c, v.raw, self.st, props)
+        elif f.total_of:
+            ws.write_formula(r, c, self.d.total_formula(f.id),
+                             self.st(**base, bold=True, bg_color=fill or LOCKED_FILL),
                              v if _is_number(v) else "")
         elif is_input(f, blank=self.blank):
             props = base | {"bg_color": fill or INPUT_FILL, "locked": False}
@@ -263,7 +264,7 @@ class _Renderer:
             _write_value(ws, r, c, self.role_value(f), self.st, base | {"bg_color": fill or LOCKED_FILL})
         if mark:
             text = f"{SEVERITY_VN[mark.severity]}: {mark.comment}"
-            ws.write_comment(r, c, text, {"author": AUTHOR, "x_scale": 3,
+            ws.write_comment(r, c, text, {"author": self.d.office.short, "x_scale": 3,
                                           "y_scale": max(1.0, (len(text) // 55 + 2) * 16 / 74)})
 
     def validate(self, ws) -> None:
@@ -306,10 +307,10 @@ class _Renderer:
                 continue
             self.cell(ws, f)
             unit = f.unit or ("%" if f.type == "percent" else "")
-            if f.role and not is_input(f, blank=self.blank):
+            if f.role in IDENTITY_ROLES and not is_input(f, blank=self.blank):
                 note = "Đã ghi sẵn"
             elif f.role == "unit_code":
-                note = "Ghi mã đơn vị theo danh sách của Phòng GD&ĐT (bắt buộc)"
+                note = f"Ghi mã đơn vị theo danh sách của {self.d.office.short} (bắt buộc)"
             else:
                 note = hint(f, self.d)
             ws.write_string(r, uc, unit, centred)
@@ -318,7 +319,8 @@ class _Renderer:
         if sheet.id == self.sign_on:
             last = self.signature(ws, last + 2, lc, vc, hc)
         self.validate(ws)
-        roles = " ".join(self.d.fields[fid].cell for fid in sheet.fields if self.d.fields[fid].role)
+        roles = " ".join(self.d.fields[fid].cell for fid in sheet.fields
+                         if self.d.fields[fid].role in IDENTITY_ROLES)
         if roles:  # "07093" and "2020-H1" are text on purpose: no green "number stored as text" flag
             ws.ignore_errors({"number_stored_as_text": roles})
         ws.freeze_panes(hr + 1, 0)
@@ -407,8 +409,9 @@ class _Renderer:
         ws.write_string(r + 1, 0, "CHÚ THÍCH MÀU", bold)
         legend = ((INPUT_FILL, "Ô để đơn vị ghi số liệu"),
                   (LOCKED_FILL, "Ô đã ghi sẵn hoặc tự động tính (đã khóa)"),
-                  (MARK_FILL["error"], "Lỗi phải sửa (khi Phòng GD&ĐT gửi lại báo cáo kèm góp ý)"),
-                  (MARK_FILL["warning"], "Cần kiểm tra lại (khi Phòng GD&ĐT gửi lại báo cáo kèm góp ý)"))
+                  (MARK_FILL["error"], f"Lỗi phải sửa (khi {self.d.office.short} gửi lại báo cáo kèm góp ý)"),
+                  (MARK_FILL["warning"],
+                   f"Cần kiểm tra lại (khi {self.d.office.short} gửi lại báo cáo kèm góp ý)"))
         for j, (colour, text) in enumerate(legend):
             ws.write_blank(r + 2 + j, 0, None, self.st(bg_color=colour, border=1))
             ws.write_string(r + 2 + j, 1, text, wrap)
@@ -422,23 +425,24 @@ class _Renderer:
     def feedback(self, findings: pd.DataFrame) -> None:
         ws = self.wb.add_worksheet(FEEDBACK_SHEET, worksheet_class=Worksheet)
         ws.activate()
-        heads = ("Mức độ", "Trang", "Ô", "Nội dung", "Giá trị đã ghi", "Giá trị đúng")
-        widths = (10, 18, 7, 70, 14, 14)
+        heads = ("Mức độ", "Trang", "Ô", "Nội dung", "Giá trị đã ghi", "Giá trị đúng", "Có thể là")
+        widths = (10, 18, 7, 62, 13, 12, 12)
         for c, w in enumerate(widths):
             ws.set_column(c, c, w)
-        _merge(ws, 0, 0, 0, 5, f"GÓP Ý CỦA {self.d.recipient.upper() or AUTHOR}",
+        _merge(ws, 0, 0, 0, 6, f"GÓP Ý CỦA {self.d.office.name.upper()}",
                self.st(bold=True, font_size=13, align="center"))
         errors = int((findings["severity"] == "error").sum()) if len(findings) else 0
         who = self.unit_name or "đơn vị"
         if len(findings):
-            intro = (f"Phòng GD&ĐT đã xem báo cáo {self.d.period_label(self.period)} của {who} và xin "
-                     f"gửi {len(findings)} góp ý dưới đây ({errors} lỗi cần sửa, {len(findings) - errors} "
-                     "điểm cần kiểm tra). Bấm vào địa chỉ ở cột «Ô» để đến ô đó; các ô này cũng được tô màu "
-                     "và có ghi chú. Sau khi sửa, đề nghị lưu tệp và gửi lại. Xin cảm ơn!")
+            intro = (f"{self.d.office.short} đã xem báo cáo {self.d.period_label(self.period)} của {who} "
+                     f"và xin gửi {len(findings)} góp ý dưới đây ({errors} lỗi cần sửa, "
+                     f"{len(findings) - errors} điểm cần kiểm tra). Bấm vào địa chỉ ở cột «Ô» để đến ô "
+                     "đó; các ô này cũng được tô màu và có ghi chú. Sau khi sửa, đề nghị lưu tệp và gửi lại. "
+                     "Xin cảm ơn!")
         else:
-            intro = (f"Phòng GD&ĐT đã xem báo cáo {self.d.period_label(self.period)} của {who} "
+            intro = (f"{self.d.office.short} đã xem báo cáo {self.d.period_label(self.period)} của {who} "
                      "và không có góp ý nào. Xin cảm ơn!")
-        _merge(ws, 1, 0, 1, 5, intro, self.st(text_wrap=True, valign="top"))
+        _merge(ws, 1, 0, 1, 6, intro, self.st(text_wrap=True, valign="top"))
         ws.set_row(1, 48)
         head = self.st(bold=True, align="center", text_wrap=True, border=1, bg_color=HEADER_FILL)
         for c, text in enumerate(heads):
@@ -462,8 +466,9 @@ class _Renderer:
             ws.write_string(r, 3, _shown(rec.get("message")), wrap)
             ws.write_string(r, 4, _shown(rec.get("value")), wrap)
             ws.write_string(r, 5, _shown(rec.get("expected")), wrap)
+            ws.write_string(r, 6, _shown(rec.get("suggestion")), wrap)
             ws.set_row(r, _height((_shown(rec.get("message")), widths[3]), (sheet, widths[1])))
-        _page(ws, max(3, 3 + len(findings)), 5, sum(widths), (3, 3))
+        _page(ws, max(3, 3 + len(findings)), 6, sum(widths), (3, 3))
 
     def meta(self) -> None:
         ws = self.wb.add_worksheet(META_SHEET, worksheet_class=Worksheet)
@@ -495,7 +500,8 @@ def render_workbook(definition: Definition, path: Path | str | IO[bytes], *, per
 
     def _write(target) -> None:
         wb = xlsxwriter.Workbook(target, _WB_OPTIONS)
-        wb.set_properties({"title": definition.title, "author": AUTHOR, "company": AUTHOR})
+        office = definition.office.short
+        wb.set_properties({"title": definition.title, "author": office, "company": office})
         r = _Renderer(definition, wb, period, unit, values, marks)
         if findings is not None:
             r.feedback(findings)

@@ -43,6 +43,15 @@ def unit_key(name: object) -> str:
     return fold(s)
 
 
+_PLACE_KIND = re.compile(r"^(?:thị xã|huyện|quận|thành phố|thị trấn|tx\.|tp\.|h\.|q\.)\s+", re.IGNORECASE)
+
+
+def place_name(name: str) -> str:
+    """A district's or town's name without its kind, as a document's place line writes it:
+    "Thị xã Đông Triều" → "Đông Triều", "Thành phố Hạ Long" → "Hạ Long"."""
+    return _PLACE_KIND.sub("", nfc(str(name or ""))) or nfc(str(name or ""))
+
+
 def slug(text: str) -> str:
     """ASCII slug of a Vietnamese name: "Đức Chính" → "duc-chinh"."""
     return _slugify(strip_accents(nfc(text))) or "x"

@@ -36,12 +36,13 @@ def soffice_convert(tmp_path_factory):
     exe = shutil.which("soffice")
     profile = tmp_path_factory.mktemp("soffice-profile")
 
-    def convert(src: Path, fmt: str, outdir: Path) -> Path:
+    def convert(src: Path, fmt: str, outdir: Path, infilter: str | None = None) -> Path:
         if exe is None:
             pytest.skip("LibreOffice (soffice) is not on PATH; `make soffice` installs it")
         outdir.mkdir(parents=True, exist_ok=True)
         cmd = [exe, "--headless", "--norestore", f"-env:UserInstallation={profile.as_uri()}",
-               "--convert-to", fmt, "--outdir", str(outdir), str(src)]
+               *([f"--infilter={infilter}"] if infilter else []), "--convert-to", fmt,
+               "--outdir", str(outdir), str(src)]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=SOFFICE_TIMEOUT, check=False)
         except subprocess.TimeoutExpired:

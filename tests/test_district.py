@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import zipfile
 
 import numpy as np
@@ -12,6 +13,7 @@ import python_calamine as pc
 
 from pipeline import district as district_mod
 from pipeline.district import DATA_HEADERS, NO_FINDINGS, SHEETS, write_district_workbook
+from pipeline.outputs import wide_table
 
 EVIL_VALUE = '=HYPERLINK("http://evil")'
 EVIL_NAME = "=cmd|' /C calc'!A0"
@@ -37,8 +39,11 @@ def _district_values(definition) -> pd.DataFrame:
         else:
             w = FIGURES[f.weight]
             value = (col * w).sum() / w.sum()
-        rows.append({"field": fid, "value": value, "units": int(col.notna().sum())})
-    return pd.DataFrame(rows)
+        rows.append({"field": fid, "value": value, "units": int(col.notna().sum()), "expected": 3,
+                     "left_out": "Xã Thủy An (chưa nộp báo cáo)", "warned": ""})
+    out = pd.DataFrame(rows)
+    out.loc[out["field"] == "health.participants", "warned"] = "Phường Đức Chính"
+    return out
 
 
 def _findings() -> pd.DataFrame:
@@ -68,7 +73,8 @@ def _values() -> pd.DataFrame:
                      "unit_name": name, "file": file, "cell": "B5"})
     rows[-1] |= {"value": EVIL_VALUE, "raw": EVIL_VALUE}
     df = pd.DataFrame(rows).assign(period="2020-H1", district=DISTRICT["district_name"],
-                                   sheet="Thông tin chung")
+                                   sheet="Thông tin chung", counted="Có", reason="")
+    df.loc[3, ["counted", "reason"]] = ["Không", "ô này có lỗi"]
     return df[list(DATA_HEADERS)]
 
 
@@ -82,8 +88,14 @@ def _units() -> pd.DataFrame:
 
 
 def _kwargs(definition, **over) -> dict:
-    kw = {"district": DISTRICT, "period": "2020-H1", "run_date": "15/07/2020", "units": _units(),
-          "figures": FIGURES, "district_values": _district_values(definition),
+    left_out = pd.DataFrame(False, index=FIGURES.index, columns=FIGURES.columns)
+    left_out.loc["07096", "learners"] = True
+    units = over.get("units", _units())
+    kw = {"district": DISTRICT, "period": "2020-H1", "run_date": dt.date(2020, 7, 15), "units": units,
+          "figures": FIGURES, "left_out": left_out, "district_values": _district_values(definition),
+          "wide": wide_table(definition, units.assign(district_name=DISTRICT["district_name"],
+                                                      province_name=DISTRICT["province_name"]),
+                             FIGURES, left_out),
           "choices": pd.DataFrame({"field": ["mobilization_unions"] * 2, "choice": ["Tốt", "Khá"],
                                    "count": [1, 1]}),
           "findings": _findings(), "values": _values(), "feedback_links": LINKS}
@@ -110,14 +122,24 @@ def test_sheets_in_order_and_nothing_cut(book):
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # the temporary file was renamed
 
 
-def test_summary_holds_the_district_figures(book):
+def test_summary_is_an_administrative_report_with_the_district_figures(book):
     _, _, wb, _ = book
     ws = wb["Tổng hợp"]
-    assert ws["A1"].value.endswith("– Thị xã Đông Triều")
-    texts = [ws.cell(r, 1).value for r in range(1, 5)]
-    assert "Kỳ báo cáo: 6 tháng đầu năm 2020 – Tỉnh Quảng Ninh" in texts
-    assert "Ngày tổng hợp: 15/07/2020" in texts
-    assert "Số đơn vị đã báo cáo: 2/3; số đơn vị được tổng hợp số liệu: 2" in texts
+    # Nghị định 30/2020/NĐ-CP: issuing bodies left, national motto right, place and date, title
+    assert ws["A1"].value == "UBND THỊ XÃ ĐÔNG TRIỀU"
+    assert ws["C1"].value == "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM"
+    assert (ws["A2"].value, ws["C2"].value) == ("PHÒNG GIÁO DỤC VÀ ĐÀO TẠO", "Độc lập - Tự do - Hạnh phúc")
+    assert ws["A2"].font.b and ws["C2"].font.b and ws["A2"].font.name == "Times New Roman"
+    assert (ws["A4"].value, ws["C4"].value) == ("Số: …/BC-PGDĐT", "Đông Triều, ngày 15 tháng 7 năm 2020")
+    assert ws["C4"].font.i
+    title = _find(ws, 1, "BÁO CÁO")
+    assert ws.cell(title + 1, 1).value == ("Kết quả tổ chức, hoạt động Trung tâm học tập cộng đồng các xã, "
+                                           "phường 6 tháng đầu năm 2020")
+    assert ws.cell(title + 2, 1).value.startswith("Số đơn vị đã báo cáo: 2/3; số đơn vị có số liệu được tổng "
+                                                  "hợp: 2/3. Ngày tổng hợp: 15/07/2020.")
+    sections = [ws.cell(r, 1).value for r in range(1, ws.max_row + 1)
+                if str(ws.cell(r, 1).value or "").startswith(("I.", "II.", "III.", "IV.", "V."))]
+    assert [x.split(".")[0] for x in sections] == ["I", "II", "III", "IV", "V"]
     total = _find(ws, 2, "Tổng số")
     assert ws.cell(total, 4).value == FIGURES["total.participants"].sum() == 898
     assert ws.cell(total, 3).value == 20  # classes
@@ -126,10 +148,10 @@ def test_summary_holds_the_district_figures(book):
     households = _find(ws, 2, "Số hộ")
     assert ws.cell(households, 3).value == 3879
     assert ws.cell(households, 3).number_format == "#,##0"
-    assert ws.cell(households, 5).value == "Tổng cộng; 2 đơn vị có số liệu"
+    assert ws.cell(households, 5).value == "Tổng cộng; 2/3 đơn vị"
     income = _find(ws, 2, "Thu nhập bình quân")
     assert ws.cell(income, 3).value == pytest.approx((94.34 * 8000 + 50 * 6000) / 14000)
-    assert ws.cell(income, 5).value.startswith("Bình quân gia quyền theo Số dân")
+    assert ws.cell(income, 5).value == "Bình quân gia quyền theo số dân; 2/3 đơn vị"
     literacy = _find(ws, 2, "Tỷ lệ người biết chữ")
     assert ws.cell(literacy, 3).number_format == "0.0" and ws.cell(literacy, 4).value == "%"
     unions = _find(ws, 2, "Sự tham gia của các đoàn thể, ban ngành")
@@ -139,12 +161,36 @@ def test_summary_holds_the_district_figures(book):
     assert ws.cell(group + 1, 4).value == "Tổng số" and ws.cell(group + 1, 5).value == "Nữ"
     assert f"D{group}:E{group}" in {str(m) for m in ws.merged_cells.ranges}
     assert f"A{group}:A{group + 1}" in {str(m) for m in ws.merged_cells.ranges}
-    signature = _find(ws, 1, "NGƯỜI TỔNG HỢP")
-    assert ws.cell(signature, 4).value == "TRƯỞNG PHÒNG"
+    to = _find(ws, 1, "Nơi nhận:")
+    assert ws.cell(to, 1).font.b and ws.cell(to, 1).font.i
+    assert [ws.cell(to + i, 1).value for i in (1, 2, 3)] == [
+        "- Sở GD&ĐT (b/c);", "- UBND Thị xã Đông Triều (b/c);", "- Lưu: VT."]
+    assert ws.cell(to, 3).value == "TRƯỞNG PHÒNG" and ws.cell(to, 3).font.b
     # fit to one page wide: fitToWidth defaults to 1, fitToHeight 0 means "as many pages as needed"
     assert ws.page_setup.paperSize == 9 and ws.sheet_properties.pageSetUpPr.fitToPage
     assert ws.page_setup.fitToHeight == 0
     assert "Trang &P/&N" in ws.oddFooter.center.text
+
+
+def test_summary_marks_figures_that_leave_out_units_or_include_values_to_check(book):
+    """Every figure built from fewer units than the list holds is coloured, with a note naming the units left
+    out and why; a figure including a value with a warning says whose; a footnote explains the marks."""
+    _, _, wb, _ = book
+    ws = wb["Tổng hợp"]
+    households = ws.cell(_find(ws, 2, "Số hộ"), 3)
+    assert households.fill.fgColor.rgb.endswith(district_mod.MARK_FILLS["out"][1:])
+    assert households.comment.text == "Số liệu từ 2/3 đơn vị.\nKhông gồm: Xã Thủy An (chưa nộp báo cáo)."
+    health = ws.cell(_find(ws, 2, "Chuyên đề Giáo dục sức khỏe"), 4)
+    assert "Gồm số liệu cần kiểm tra lại của: Phường Đức Chính." in health.comment.text
+    notes = [ws.cell(r, 1).value for r in range(1, ws.max_row + 1)]
+    assert any(str(n).startswith("Ghi chú: ô tô màu cam") for n in notes)
+
+
+def test_sample_figures_say_so_on_top(definition, tmp_path):
+    path = tmp_path / "d.xlsx"
+    write_district_workbook(path, definition, **_kwargs(definition), sample=True)
+    ws = openpyxl.load_workbook(path)["Tổng hợp"]
+    assert ws["A6"].value.startswith("DỮ LIỆU MẪU – KHÔNG DÙNG ĐỂ BÁO CÁO")
 
 
 def test_by_unit_lists_every_unit_with_totals_and_charts(book):
@@ -155,10 +201,12 @@ def test_by_unit_lists_every_unit_with_totals_and_charts(book):
                      "Số lượt người tham gia", "Nữ", "Số lượt người học", "Lỗi", "Cảnh báo"]
     assert [ws.cell(r, 1).value for r in range(2, 5)] == ["07093", "07096", "07099"]
     assert ws.cell(4, 3).value == "Chưa nộp" and ws.cell(4, 7).value is None
-    assert ws.cell(5, 2).value == "Tổng cộng"
-    assert ws.cell(5, 7).value == "=SUM(G2:G4)"
-    assert cached["Theo đơn vị"].cell(5, 7).value == 898
-    assert cached["Theo đơn vị"].cell(5, 10).value == 2  # errors
+    assert ws.cell(5, 2).value == "Tổng hợp (số liệu được tính)"
+    assert ws.cell(5, 7).value == 898  # the district figure of "Tổng hợp"
+    assert ws.cell(5, 10).value == "=SUM(J2:J4)" and cached["Theo đơn vị"].cell(5, 10).value == 2  # errors
+    learners = ws.cell(3, 9)  # 07096's learners are left out of the district figures: marked
+    assert learners.value == 75 and learners.fill.fgColor.rgb.endswith(district_mod.MARK_FILLS["out"][1:])
+    assert ws.cell(2, 9).fill.fgColor.rgb in (None, "00000000")
     assert ws.freeze_panes == "C2"
     with zipfile.ZipFile(path) as z:
         charts = [z.read(n).decode() for n in sorted(z.namelist()) if n.startswith("xl/charts/chart")]
@@ -172,18 +220,18 @@ def test_findings_sheet_links_into_feedback_workbooks(book):
     _, _, wb, _ = book
     ws = wb["Lỗi và cảnh báo"]
     assert [c.value for c in ws[1]] == ["Mức độ", "Đơn vị", "Tệp", "Trang", "Ô", "Mục", "Giá trị đã ghi",
-                                        "Nội dung", "Giá trị đúng", "Phản hồi"]
-    assert ws.auto_filter.ref == "A1:J4"
+                                        "Nội dung", "Giá trị đúng", "Có thể là", "Phản hồi"]
+    assert ws.auto_filter.ref == "A1:K4"
     assert ws.freeze_panes == "A2"
     assert [ws.cell(r, 1).value for r in range(2, 5)] == ["Lỗi", "Lỗi", "Cảnh báo"]
     assert ws["A2"].fill.fgColor.rgb.endswith("FFC7CE") and ws["A4"].fill.fgColor.rgb.endswith("FFEB9C")
     assert ws["H2"].alignment.wrap_text
     assert (ws["G2"].value, ws["I2"].value) == (EVIL_VALUE, "70")
-    link = ws["J2"].hyperlink
+    link = ws["K2"].hyperlink
     # xlsxwriter writes relative paths Windows-style; Excel and LibreOffice both resolve them
     assert link.target.replace("\\", "/") == "feedback/07096-cmd.xlsx"
     assert link.location == "'Kết quả hoạt động'!D16"
-    assert ws["J4"].hyperlink.location == "'Kết quả hoạt động'!E9"
+    assert ws["K4"].hyperlink.location == "'Kết quả hoạt động'!E9"
     assert ws.page_setup.orientation == "landscape" and ws.print_title_rows == "$1:$1"
 
 
@@ -193,14 +241,14 @@ def test_findings_link_to_the_template_cell_when_the_ward_moved_it(definition, t
     write_district_workbook(path, definition, **_kwargs(definition, findings=moved))
     ws = openpyxl.load_workbook(path)["Lỗi và cảnh báo"]
     assert ws["E2"].value == "E12"
-    assert ws["J2"].hyperlink.location == f"'Kết quả hoạt động'!{definition.fields['health.female'].cell}"
+    assert ws["K2"].hyperlink.location == f"'Kết quả hoạt động'!{definition.fields['health.female'].cell}"
 
 
 def test_findings_without_a_template_cell_link_to_the_file(definition, tmp_path):
     odd = _findings().iloc[[2]].assign(field=None, sheet="Sheet1", cell="A1")  # a sheet the ward added
     path = tmp_path / "d.xlsx"
     write_district_workbook(path, definition, **_kwargs(definition, findings=odd))
-    link = openpyxl.load_workbook(path)["Lỗi và cảnh báo"]["J2"].hyperlink
+    link = openpyxl.load_workbook(path)["Lỗi và cảnh báo"]["K2"].hyperlink
     assert link.target.replace("\\", "/") == LINKS["07093"] and not link.location
 
 
@@ -208,7 +256,7 @@ def test_submissions_sheet(book):
     _, _, wb, _ = book
     ws = wb["Tình hình nộp báo cáo"]
     assert ws["A1"].value == "Đã nộp 2/3 đơn vị; 1 đơn vị có lỗi"
-    assert ws.freeze_panes == "A4" and ws.auto_filter.ref == "A3:I6"
+    assert ws.freeze_panes == "A4" and ws.auto_filter.ref == "A3:J6"
     rows = [[c.value for c in row] for row in ws.iter_rows(min_row=4, max_row=6)]
     assert [(r[0], r[2], r[7]) for r in rows] == [("07093", "Đã nộp", "Đạt"), ("07096", "Đã nộp", "Có lỗi"),
                                                   ("07099", "Chưa nộp", "Chưa nộp")]
@@ -220,11 +268,24 @@ def test_submissions_sheet(book):
 def test_data_sheet_is_the_tidy_table(book):
     _, _, wb, _ = book
     ws = wb["Dữ liệu"]
-    assert [c.value for c in ws[1]] == ["Kỳ", "Đơn vị hành chính cấp huyện", "Mã đơn vị", "Tên đơn vị",
-                                        "Trang", "Mục", "Giá trị", "Giá trị gốc", "Tệp", "Ô"]
-    assert ws.max_row == 7 and ws.freeze_panes == "A2" and ws.auto_filter.ref == "A1:J7"
-    assert (ws["G2"].value, ws["G2"].data_type, ws["H2"].value) == (2379, "n", "2379")
-    assert (ws["G4"].value, ws["G4"].data_type) == ("Tốt", "s")
+    assert [c.value for c in ws[1]] == ["Kỳ báo cáo", "Mã đơn vị", "Tên đơn vị", "Trang", "Mã mục", "Giá trị",
+                                        "Giá trị gốc", "Được tổng hợp", "Lý do không tổng hợp", "Tệp", "Ô"]
+    assert ws.max_row == 7 and ws.freeze_panes == "A2" and ws.auto_filter.ref == "A1:K7"
+    assert (ws["F2"].value, ws["F2"].data_type, ws["G2"].value, ws["H2"].value) == (2379, "n", "2379", "Có")
+    assert (ws["F4"].value, ws["F4"].data_type) == ("Tốt", "s")
+    assert (ws["H5"].value, ws["I5"].value) == ("Không", "ô này có lỗi")
+
+
+def test_wide_sheet_is_a_pivot_table_of_the_counted_figures(book, definition):
+    _, _, wb, _ = book
+    ws = wb["Bảng số liệu"]
+    heads = [c.value for c in ws[1]]
+    assert heads[:5] == ["Mã đơn vị", "Tên đơn vị", "Huyện", "Tỉnh", "Trạng thái"]
+    assert "Số hộ (hộ)" in heads and "Tỷ lệ người biết chữ (%)" in heads
+    col = heads.index("Số hộ (hộ)") + 1
+    assert [ws.cell(r, col).value for r in (2, 3, 4)] == [2379, 1500, None]
+    learners = heads.index(f"{definition.fields['learners'].label} (lượt người)") + 1
+    assert (ws.cell(2, learners).value, ws.cell(3, learners).value) == (828, None)  # left out: blank
 
 
 def test_ward_strings_stay_text(book):
@@ -243,7 +304,7 @@ def test_truncated_strings_are_counted(definition, tmp_path):
     values.loc[0, "raw"] = "x" * 40_000
     cut = write_district_workbook(tmp_path / "d.xlsx", definition, **_kwargs(definition, values=values))
     assert cut == 1
-    assert len(openpyxl.load_workbook(tmp_path / "d.xlsx")["Dữ liệu"]["H2"].value) == 32_767
+    assert len(openpyxl.load_workbook(tmp_path / "d.xlsx")["Dữ liệu"]["G2"].value) == 32_767
 
 
 def test_no_findings_is_one_line(definition, tmp_path):
@@ -266,8 +327,8 @@ def test_constant_memory_writes_the_same_workbook(definition, tmp_path, monkeypa
     write_district_workbook(big, definition, **_kwargs(definition, values=values))
     small, big = openpyxl.load_workbook(spliced), openpyxl.load_workbook(big)
     rows = pc.CalamineWorkbook.from_path(str(spliced)).get_sheet_by_name("Dữ liệu").to_python()
-    assert (rows[1][7], rows[2][7]) == ("  lề trái", "_x0041_ và \x01 <b>&amp;</b>")  # as the ward typed
-    assert small["Dữ liệu"].dimensions == big["Dữ liệu"].dimensions == "A1:J7"
+    assert (rows[1][6], rows[2][6]) == ("  lề trái", "_x0041_ và \x01 <b>&amp;</b>")  # as the ward typed
+    assert small["Dữ liệu"].dimensions == big["Dữ liệu"].dimensions == "A1:K7"
     readers = [pc.CalamineWorkbook.from_path(str(p)) for p in (spliced, tmp_path / "big.xlsx")]
     for name in SHEETS:
         a, b = small[name], big[name]
@@ -291,7 +352,7 @@ def test_pandas_string_columns_are_accepted(definition, tmp_path):
     units = _units().astype({"unit_code": "str", "unit_name": "str"})
     kwargs = _kwargs(definition, values=values, units=units)
     write_district_workbook(tmp_path / "d.xlsx", definition, **kwargs)
-    assert openpyxl.load_workbook(tmp_path / "d.xlsx")["Dữ liệu"]["C2"].value == "07093"
+    assert openpyxl.load_workbook(tmp_path / "d.xlsx")["Dữ liệu"]["B2"].value == "07093"
 
 
 @pytest.mark.soffice

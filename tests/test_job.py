@@ -12,6 +12,7 @@ import python_calamine as pc
 
 from pipeline import job as job_mod
 from pipeline.cli import main
+from pipeline.outputs import FINDINGS_HEADERS, VALUES_HEADERS, csv_number, read_csv
 from pipeline.samples import make_samples
 from pipeline.text import slug
 from pipeline.units import load_units
@@ -39,6 +40,14 @@ def run(tmp_path_factory):
     return inbox, out / PERIOD
 
 
+def _values(folder: Path) -> pd.DataFrame:
+    return read_csv(folder / "values.csv", VALUES_HEADERS)
+
+
+def _findings(folder: Path) -> pd.DataFrame:
+    return read_csv(folder / "findings.csv", FINDINGS_HEADERS)
+
+
 def _sheet(path: Path, name: str) -> list[list]:
     return pc.CalamineWorkbook.from_path(str(path)).get_sheet_by_name(name).to_python()
 
@@ -52,30 +61,20 @@ def test_outputs_exist(run):
 
 def test_values_csv_totals_are_recomputed(run):
     _, out = run
-    values = pd.read_csv(out / "values.csv", dtype={"unit_code": str}, encoding="utf-8-sig")
-    assert list(values.columns) == [
-        "period",
-        "district",
-        "unit_code",
-        "unit_name",
-        "sheet",
-        "field",
-        "value",
-        "raw",
-        "file",
-        "cell",
-    ]
+    values = _values(out)
+    assert list(values.columns) == list(VALUES_HEADERS)
     dc = values[(values["unit_code"] == "07093") & (values["field"] == "total.participants")].iloc[0]
-    assert (float(dc["value"]), str(dc["raw"]), dc["cell"]) == (828.0, "8.28", "D16")
+    got = (csv_number(dc["value"]), str(dc["raw"]), dc["cell"], dc["counted"])
+    assert got == (828.0, "8.28", "D16", "Có")
     assert (out / "values.csv").read_bytes().startswith(b"\xef\xbb\xbf")
 
 
 def test_district_total_is_the_sum_of_recomputed_unit_totals(run):
     _, out = run
-    values = pd.read_csv(out / "values.csv", dtype={"unit_code": str}, encoding="utf-8-sig")
-    tp = values[values["field"] == "total.participants"]
+    values = _values(out)
+    tp = values[(values["field"] == "total.participants") & (values["counted"] == "Có")]
     assert tp["unit_code"].is_unique
-    want = tp["value"].astype(float).sum()
+    want = tp["value"].map(csv_number).sum()
     rows = _sheet(out / "thi-xa-dong-trieu.xlsx", "Tổng hợp")
     totals = [r for r in rows if any(isinstance(c, str) and c.strip() == "Tổng số" for c in r)]
     assert any(want in [c for c in r if isinstance(c, float)] for r in totals), (want, totals)
@@ -94,7 +93,7 @@ def test_status_sheet_lists_every_unit(run):
 
 def test_findings_csv_equals_check_on_the_same_files(run, capsys):
     inbox, out = run
-    findings = pd.read_csv(out / "findings.csv", dtype=str, encoding="utf-8-sig", keep_default_na=False)
+    findings = _findings(out)
     single = sorted(p for p in inbox.glob("*.xls*") if "trang-luong" not in p.name)
     capsys.readouterr()
     main(["check", "--json", "--period", PERIOD, *map(str, single)])
@@ -119,10 +118,10 @@ def test_feedback_marks_the_total_of_duc_chinh(run):
 
 def test_resubmissions_and_duplicates(run):
     _, out = run
-    findings = pd.read_csv(out / "findings.csv", dtype=str, encoding="utf-8-sig", keep_default_na=False)
+    findings = _findings(out)
     tl = findings[findings["unit_code"] == "07078"]
     assert set(tl["rule"]) == {"file-superseded", "file-duplicate"}
-    values = pd.read_csv(out / "values.csv", dtype={"unit_code": str}, encoding="utf-8-sig")
+    values = _values(out)
     assert set(values.loc[values["unit_code"] == "07078", "file"]) == {"07078-trang-luong-lan-2.xlsx"}
 
 
@@ -169,8 +168,10 @@ def test_strict_leaves_out_units_with_errors(run, tmp_path):
         )
         == 0
     )
-    values = pd.read_csv(tmp_path / PERIOD / "values.csv", dtype={"unit_code": str}, encoding="utf-8-sig")
-    assert "07093" not in set(values["unit_code"]) and "07096" in set(values["unit_code"])
+    values = _values(tmp_path / PERIOD)
+    counted = values.groupby("unit_code")["counted"].agg(set)
+    assert counted["07093"] <= {"Không", ""} and "Có" in counted["07096"]
+    assert "đơn vị có lỗi (--strict)" in set(values.loc[values["unit_code"] == "07093", "reason"])
 
 
 def test_two_districts_give_two_workbooks(run, tmp_path):
@@ -321,7 +322,7 @@ def test_district_workbooks_are_the_same_whatever_the_number_of_processes(run, t
     assert sum(len(b["Dữ liệu"]) > 1 for b in books.values()) >= 18  # the units that sent a workbook
     for code, name in zip(units["unit_code"], units["unit_name"], strict=True):
         book = books[f"huyen-{slug(name)}.xlsx"]
-        assert [r[0] for r in book["Theo đơn vị"][1:-1]] == [code]  # its one unit, then the total row
+        assert [r[0] for r in book["Theo đơn vị"][1:-2]] == [code]  # its one unit, the total row, a note
         data = book["Dữ liệu"]
         assert {r[data[0].index("Mã đơn vị")] for r in data[1:]} <= {code}
 

@@ -17,7 +17,6 @@ from python_calamine import CalamineWorkbook
 from pipeline.cli import main
 from pipeline.definition import META_KEYS, META_SHEET, DefinitionError
 from pipeline.template import (
-    AUTHOR,
     DATE_RANGE,
     FEEDBACK_SHEET,
     GUIDE_SHEET,
@@ -266,7 +265,7 @@ def test_marks_colour_and_comment_exactly_the_marked_cells(feedback_wb, definiti
                     assert c.comment is None and c.fill.fgColor.rgb not in fills, (ws.title, c.coordinate)
                     continue
                 assert c.fill.fgColor.rgb == _argb(MARK_FILL[mark.severity])
-                assert c.comment.author == AUTHOR and mark.comment in c.comment.text
+                assert c.comment.author == definition.office.short and mark.comment in c.comment.text
     assert feedback_wb["Thông tin chung"]["B8"].protection.locked is False  # a marked input stays editable
 
 
@@ -284,7 +283,8 @@ def test_ward_strings_stay_text(feedback_wb, definition):
 def test_feedback_sheet_first_active_with_links(feedback_wb):
     assert feedback_wb.sheetnames[0] == FEEDBACK_SHEET and feedback_wb.active.title == FEEDBACK_SHEET
     ws = feedback_wb[FEEDBACK_SHEET]
-    assert [c.value for c in ws[4]] == ["Mức độ", "Trang", "Ô", "Nội dung", "Giá trị đã ghi", "Giá trị đúng"]
+    assert [c.value for c in ws[4]] == ["Mức độ", "Trang", "Ô", "Nội dung", "Giá trị đã ghi", "Giá trị đúng",
+                                        "Có thể là"]
     assert "Xin cảm ơn" in ws["A2"].value
     assert [ws[f"A{r}"].value for r in (5, 6)] == ["Lỗi", "Cảnh báo"]
     assert ws["C5"].value == "D16" and ws["C5"].hyperlink.location == "'Kết quả hoạt động'!D16"
