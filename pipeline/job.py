@@ -34,7 +34,9 @@ from pipeline.outputs import (
     findings_table,
     show_plain,
     values_table,
+    manifest_units,
     write_csv,
+    write_findings_json,
     write_manifest,
 )
 from pipeline.run import Options, check_files
@@ -481,6 +483,7 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
     def write_tables() -> None:  # in this process while the workers write the district workbooks
         write_csv(vt[VALUES_COLUMNS], out_dir / "values.csv")
         write_csv(findings_table(findings), out_dir / "findings.csv")
+        write_findings_json(findings, out_dir / "findings.json")
 
     district_files = write_districts(
         definition, out_dir, period, cons, findings, vt, links, options.jobs, meanwhile=write_tables
@@ -521,6 +524,7 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
             },
             "outputs": [p.name for p in district_files] + ["values.csv", "findings.csv"],
             "timings": {k: round(v, 3) for k, v in stages.items()},
+            "units": manifest_units(cons.units, links),
         },
     )
     missing = cons.units.loc[cons.units["status"] == "Chưa nộp", "full_name"].tolist()

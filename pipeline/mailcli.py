@@ -129,7 +129,7 @@ def run_send(args: argparse.Namespace) -> int:
         return EXIT_ATTENTION if problems else EXIT_OK
     try:
         with open_store(args.store) as store:
-            results = send_letters(letters, config, store, password=password)
+            results = send_letters(letters, config, store, period, password=password)
     except StoreError as exc:
         _err(str(exc))
         return EXIT_FAILED

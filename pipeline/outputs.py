@@ -107,3 +107,42 @@ def findings_table(findings: pd.DataFrame) -> pd.DataFrame:
 
 def write_manifest(target: Path, manifest: dict) -> None:
     write_text(target, json.dumps(manifest, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def _plain(v: object) -> object:
+    """A JSON-ready scalar: NaN/NA → None, numpy numbers → Python numbers."""
+    if v is None or (pd.api.types.is_scalar(v) and pd.isna(v)):
+        return None
+    return v.item() if hasattr(v, "item") else v
+
+
+def manifest_units(table: pd.DataFrame, links: dict[str, str]) -> list[dict]:
+    """manifest.json's `units`: one object per unit of the list (the status sheet's rows) with
+    unit_code, unit_name (full name), status, file, errors, warnings, feedback (path relative to the
+    output folder, or None). `tonghop send` writes its letters from these."""
+    out = []
+    for r in table.to_dict("records"):
+        received = r.get("status") != "Chưa nộp"
+        out.append({
+            "unit_code": r["unit_code"],
+            "unit_name": r.get("full_name") or r["unit_name"],
+            "status": r.get("status"),
+            "file": _plain(r.get("file")),
+            "errors": int(_plain(r.get("errors")) or 0) if received else None,
+            "warnings": int(_plain(r.get("warnings")) or 0) if received else None,
+            "feedback": links.get(r["unit_code"]),
+        })
+    return out
+
+
+def write_findings_json(findings: pd.DataFrame, target: Path) -> None:
+    """findings.json: the findings as `tonghop check --json` prints them (FINDING_COLUMNS), plus
+    `suggestion` where one is given."""
+    rows = []
+    extra = "suggestion" in findings.columns
+    for record in findings.to_dict("records"):
+        row = {k: _plain(record.get(k)) for k in FINDING_COLUMNS}
+        if extra and _plain(record.get("suggestion")) not in (None, ""):
+            row["suggestion"] = _plain(record["suggestion"])
+        rows.append(row)
+    write_text(target, json.dumps(rows, ensure_ascii=False, indent=1, default=str) + "\n")

@@ -248,14 +248,15 @@ class SmtpServers:
             async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
                 local = address.split("@")[0].lower()
                 if local.startswith("refuse"):
-                    return "550 5.1.1 Không có hộp thư này (mailbox unavailable)"
+                    return "550 5.1.1 Mailbox unavailable"
                 if local.startswith("busy"):
                     return "450 4.2.1 Mailbox busy, try again later"
                 envelope.rcpt_tos.append(address)
                 return "250 OK"
 
             async def handle_DATA(self, server, session, envelope):
-                login = session.auth_data.login.decode() if session.auth_data else ""
+                data = session.auth_data
+                login = data.login.decode() if getattr(data, "login", None) else ""
                 with servers.lock:
                     servers.messages.append(Captured(envelope.mail_from, list(envelope.rcpt_tos),
                                                      envelope.original_content or envelope.content, login))
@@ -264,7 +265,7 @@ class SmtpServers:
         def authenticator(server, session, envelope, mechanism, auth_data):
             ok = getattr(auth_data, "login", b"") == USER.encode() and \
                 getattr(auth_data, "password", b"") == PASSWORD.encode()
-            return AuthResult(success=ok)
+            return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
         class StartTls(Controller):
             def factory(self):
