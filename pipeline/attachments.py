@@ -9,11 +9,12 @@ anything large is decoded or inflated, and nothing here writes a file.
 from __future__ import annotations
 
 import io
-import unicodedata
 import struct
+import unicodedata
 import zipfile
 import zlib
 from dataclasses import dataclass, field
+from email import errors
 from email.message import Message
 
 from pipeline.guard import Limits as GuardLimits
@@ -31,6 +32,12 @@ SPREADSHEET_TYPES = {
 }
 ZIP_TYPES = frozenset({"application/zip", "application/x-zip-compressed", "application/x-zip"})
 _GUARD = GuardLimits()
+# what a truncated or mangled attachment leaves on the part when decoded (never an honest one)
+_BROKEN = (
+    errors.InvalidBase64CharactersDefect,
+    errors.InvalidBase64PaddingDefect,
+    errors.InvalidBase64LengthDefect,
+)
 
 
 @dataclass(frozen=True)
@@ -94,8 +101,9 @@ def _leaves(message: Message, limit: int, out: Extracted) -> list[Message]:
         part = stack.pop()
         seen += 1
         if seen > limit:
-            out.problems.append({"rule": "mail-too-many-attachments", "file": "",
-                                 "detail": f"hơn {limit} phần", "limit": 0})
+            out.problems.append(
+                {"rule": "mail-too-many-attachments", "file": "", "detail": f"hơn {limit} phần", "limit": 0}
+            )
             break
         payload = part.get_payload()
         if part.is_multipart() and isinstance(payload, list):
@@ -110,8 +118,11 @@ def _declared_size(part: Message) -> int:
     payload = part.get_payload()
     if not isinstance(payload, (str, bytes)):
         return 0
-    size = len(payload) - payload.count("\n" if isinstance(payload, str) else b"\n") - payload.count(
-        "\r" if isinstance(payload, str) else b"\r")
+    size = (
+        len(payload)
+        - payload.count("\n" if isinstance(payload, str) else b"\n")
+        - payload.count("\r" if isinstance(payload, str) else b"\r")
+    )
     encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
     return size * 3 // 4 if encoding == "base64" else size
 
@@ -141,26 +152,51 @@ def extract_spreadsheets(message: Message, limits: MailLimits = MailLimits()) ->
                     out.problems.append({"rule": "mail-not-spreadsheet", "file": name})
                 continue
         if _declared_size(part) > limits.max_attachment:
-            out.problems.append({"rule": "mail-attachment-too-large", "file": name,
-                                 "detail": _mb(_declared_size(part)), "limit": _mb(limits.max_attachment)})
+            out.problems.append(
+                {
+                    "rule": "mail-attachment-too-large",
+                    "file": name,
+                    "detail": _mb(_declared_size(part)),
+                    "limit": _mb(limits.max_attachment),
+                }
+            )
             continue
         try:
             data = part.get_payload(decode=True) or b""
         except (ValueError, TypeError, AssertionError):
-            out.problems.append({"rule": "mail-unreadable", "file": name, "detail": "phần đính kèm hỏng"})
+            out.problems.append(
+                {"rule": "mail-attachment-broken", "file": name, "detail": "không giải mã được"}
+            )
+            continue
+        if any(isinstance(d, _BROKEN) for d in getattr(part, "defects", ())):
+            out.problems.append(
+                {"rule": "mail-attachment-broken", "file": name, "detail": "mã hóa base64 sai"}
+            )
             continue
         if len(data) > limits.max_attachment:
-            out.problems.append({"rule": "mail-attachment-too-large", "file": name,
-                                 "detail": _mb(len(data)), "limit": _mb(limits.max_attachment)})
+            out.problems.append(
+                {
+                    "rule": "mail-attachment-too-large",
+                    "file": name,
+                    "detail": _mb(len(data)),
+                    "limit": _mb(limits.max_attachment),
+                }
+            )
             continue
         if suffix in ZIP_SUFFIXES:
             _unzip(name, data, limits, out)
         else:
             out.pieces.append(Piece(name, data))
     if len(out.pieces) > limits.max_files:
-        out.problems.append({"rule": "mail-too-many-attachments", "file": "",
-                             "detail": f"{len(out.pieces)} tệp", "limit": limits.max_files})
-        del out.pieces[limits.max_files:]
+        out.problems.append(
+            {
+                "rule": "mail-too-many-attachments",
+                "file": "",
+                "detail": f"{len(out.pieces)} tệp",
+                "limit": limits.max_files,
+            }
+        )
+        del out.pieces[limits.max_files :]
     return out
 
 
@@ -225,12 +261,18 @@ def _unzip(container: str, data: bytes, limits: MailLimits, out: Extracted) -> N
             out.problems.append({"rule": "mail-not-spreadsheet", "file": shown})
             continue
         if info.file_size > 1_000_000 and info.file_size > limits.max_zip_ratio * max(1, info.compress_size):
-            refuse(f"tỷ lệ nén {info.file_size / max(1, info.compress_size):.0f} lần, dấu hiệu của bom nén",
-                   file=shown)
+            refuse(
+                f"tỷ lệ nén {info.file_size / max(1, info.compress_size):.0f} lần, dấu hiệu của bom nén",
+                file=shown,
+            )
             continue
         if info.file_size > limits.max_attachment:
-            refuse(_mb(info.file_size), file=shown, rule="mail-attachment-too-large",
-                   limit=_mb(limits.max_attachment))
+            refuse(
+                _mb(info.file_size),
+                file=shown,
+                rule="mail-attachment-too-large",
+                limit=_mb(limits.max_attachment),
+            )
             continue
         if info.flag_bits & 0x1:
             refuse("tệp nén có mật khẩu", file=shown)
@@ -240,8 +282,15 @@ def _unzip(container: str, data: bytes, limits: MailLimits, out: Extracted) -> N
             # inflate further is refused (BadZipFile), never inflated past the bound checked above
             with zf.open(info) as fh:
                 body = fh.read(info.file_size + 1)
-        except (zipfile.BadZipFile, RuntimeError, NotImplementedError, ValueError, EOFError, OSError,
-                zlib.error):
+        except (
+            zipfile.BadZipFile,
+            RuntimeError,
+            NotImplementedError,
+            ValueError,
+            EOFError,
+            OSError,
+            zlib.error,
+        ):
             refuse("mục bị hỏng hoặc nén theo cách không hỗ trợ", file=shown)
             continue
         out.pieces.append(Piece(name, body, container))

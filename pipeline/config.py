@@ -18,7 +18,12 @@ from pathlib import Path
 DEFAULT_CONFIG = Path("tonghop.toml")
 KEYRING_SERVICE = "tonghop"
 SECURITIES = ("tls", "starttls")
-DEFAULT_PORTS = {("imap", "tls"): 993, ("imap", "starttls"): 143, ("smtp", "tls"): 465, ("smtp", "starttls"): 587}
+DEFAULT_PORTS = {
+    ("imap", "tls"): 993,
+    ("imap", "starttls"): 143,
+    ("smtp", "tls"): 465,
+    ("smtp", "starttls"): 587,
+}
 
 
 class ConfigError(ValueError):
@@ -88,14 +93,15 @@ def _server(raw: dict, protocol: str, address: str, base: Path, where: str) -> S
     if "password" in raw:
         raise ConfigError(
             f"{where}: không ghi mật khẩu vào tệp cấu hình. Xóa dòng password và đặt mật khẩu vào biến "
-            f"môi trường {raw.get('password_env') or f'TONGHOP_{protocol.upper()}_PASSWORD'} hoặc kho mật khẩu."
+            f"môi trường {raw.get('password_env') or f'TONGHOP_{protocol.upper()}_PASSWORD'} "
+            "hoặc kho mật khẩu."
         )
     host = raw.get("host")
     if not isinstance(host, str) or not host.strip():
-        raise ConfigError(f"{where}: thiếu tên máy chủ (host), ví dụ host = \"{protocol}.gmail.com\".")
+        raise ConfigError(f'{where}: thiếu tên máy chủ (host), ví dụ host = "{protocol}.gmail.com".')
     security = str(raw.get("security", "tls")).lower()
     if security not in SECURITIES:
-        raise ConfigError(f"{where}: security phải là \"tls\" hoặc \"starttls\", không phải {security!r}.")
+        raise ConfigError(f'{where}: security phải là "tls" hoặc "starttls", không phải {security!r}.')
     port = raw.get("port", DEFAULT_PORTS[(protocol, security)])
     if not isinstance(port, int) or not 0 < port < 65536:
         raise ConfigError(f"{where}: cổng (port) phải là số từ 1 đến 65535, không phải {port!r}.")
@@ -128,7 +134,9 @@ def _date(value: object, where: str) -> dt.date:
     try:
         return dt.date.fromisoformat(str(value))
     except ValueError:
-        raise ConfigError(f"{where}: hạn nộp {value!r} phải viết dạng năm-tháng-ngày, ví dụ 2020-07-20.") from None
+        raise ConfigError(
+            f"{where}: hạn nộp {value!r} phải viết dạng năm-tháng-ngày, ví dụ 2020-07-20."
+        ) from None
 
 
 def load_config(path: Path | str = DEFAULT_CONFIG) -> MailConfig:
@@ -148,7 +156,7 @@ def load_config(path: Path | str = DEFAULT_CONFIG) -> MailConfig:
     mail = raw.get("mail", {})
     address = mail.get("address")
     if not isinstance(address, str) or "@" not in address:
-        raise ConfigError(f"{path.name} [mail]: thiếu địa chỉ thư của Phòng (address = \"...@...\").")
+        raise ConfigError(f'{path.name} [mail]: thiếu địa chỉ thư của Phòng (address = "...@...").')
     base = path.resolve().parent
     imap = _server(raw.get("imap", {}), "imap", address, base, f"{path.name} [imap]")
     smtp = _server(raw.get("smtp", {}), "smtp", address, base, f"{path.name} [smtp]")

@@ -12,6 +12,7 @@ is a finding for it, and the fetch goes on.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email
 import email.policy
@@ -36,6 +37,7 @@ from pipeline.findings import make_findings
 from pipeline.mailnames import decode_words, parse_message, safe_name, saved_name
 from pipeline.store import Store, note_file, now
 
+DEFAULT_LIMITS = MailLimits()
 HEADER_BATCH = 200  # UIDs whose headers are asked in one FETCH (a command line stays short)
 
 
@@ -77,30 +79,39 @@ class FetchReport:
 
 # --- IMAP ----------------------------------------------------------------------------------------
 
+
 def _explain(exc: BaseException, server: Server) -> str:
     """A Vietnamese sentence for a connection or login failure."""
     where = f"máy chủ {server.protocol.upper()} {server.host}:{server.port}"
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return (f"Chứng chỉ bảo mật của {where} không được xác thực ({exc.verify_message}). Kiểm tra tên máy "
-                "chủ; nếu máy chủ dùng chứng chỉ riêng của cơ quan, hỏi bộ phận CNTT tệp chứng chỉ và ghi vào "
-                "ca_file trong tonghop.toml.")
+        return (
+            f"Chứng chỉ bảo mật của {where} không được xác thực ({exc.verify_message}). Kiểm tra tên máy "
+            "chủ; nếu máy chủ dùng chứng chỉ riêng của cơ quan, hỏi bộ phận CNTT tệp chứng chỉ và ghi vào "
+            "ca_file trong tonghop.toml."
+        )
     if isinstance(exc, ssl.SSLError):
-        return (f"Không thiết lập được kết nối bảo mật với {where}. Kiểm tra security (\"tls\" cho cổng "
-                f"{993 if server.protocol == 'imap' else 465}, \"starttls\" cho cổng "
-                f"{143 if server.protocol == 'imap' else 587}) trong tonghop.toml.")
+        return (
+            f'Không thiết lập được kết nối bảo mật với {where}. Kiểm tra security ("tls" cho cổng '
+            f'{993 if server.protocol == "imap" else 465}, "starttls" cho cổng '
+            f"{143 if server.protocol == 'imap' else 587}) trong tonghop.toml."
+        )
     if isinstance(exc, socket.gaierror):
         return f"Không tìm thấy {where}. Kiểm tra tên máy chủ (host) và kết nối mạng."
     if isinstance(exc, (TimeoutError, socket.timeout)):
-        return (f"{where[0].upper()}{where[1:]} không trả lời. Kiểm tra kết nối mạng, tên máy chủ, cổng và "
-                "security (\"tls\" hay \"starttls\") trong tonghop.toml.")
+        return (
+            f"{where[0].upper()}{where[1:]} không trả lời. Kiểm tra kết nối mạng, tên máy chủ, cổng và "
+            'security ("tls" hay "starttls") trong tonghop.toml.'
+        )
     if isinstance(exc, ConnectionRefusedError):
         return f"{where[0].upper()}{where[1:]} từ chối kết nối. Kiểm tra cổng (port) trong tonghop.toml."
     if isinstance(exc, OSError):
         return f"Không kết nối được với {where}. Kiểm tra kết nối mạng, tên máy chủ và cổng."
     text = str(exc)
     if "AUTHENTICATIONFAILED" in text.upper() or "LOGIN" in text.upper() or "AUTH" in text.upper():
-        return (f"{where[0].upper()}{where[1:]} không chấp nhận tên đăng nhập hoặc mật khẩu của {server.user}. "
-                "Với Gmail, Outlook, Yahoo, Zoho cần dùng mật khẩu ứng dụng (xem README).")
+        return (
+            f"{where[0].upper()}{where[1:]} không chấp nhận tên đăng nhập hoặc mật khẩu của {server.user}. "
+            "Với Gmail, Outlook, Yahoo, Zoho cần dùng mật khẩu ứng dụng (xem README)."
+        )
     return f"{where[0].upper()}{where[1:]} báo lỗi. Chi tiết: {text[:200]}"
 
 
@@ -108,14 +119,17 @@ def connect_imap(server: Server, password: str) -> imaplib.IMAP4:
     """Connect and log in (TLS from the start, or STARTTLS before the login); raises MailError."""
     try:
         if server.security == "tls":
-            conn = imaplib.IMAP4_SSL(server.host, server.port, ssl_context=server.tls_context(),
-                                     timeout=server.timeout)
+            conn = imaplib.IMAP4_SSL(
+                server.host, server.port, ssl_context=server.tls_context(), timeout=server.timeout
+            )
         else:
             conn = imaplib.IMAP4(server.host, server.port, timeout=server.timeout)
             if "STARTTLS" not in conn.capabilities:
                 conn.shutdown()
-                raise MailError(f"Máy chủ IMAP {server.host}:{server.port} không hỗ trợ STARTTLS; mật khẩu "
-                                "không được gửi đi khi chưa mã hóa. Thử security = \"tls\" với cổng 993.")
+                raise MailError(
+                    f"Máy chủ IMAP {server.host}:{server.port} không hỗ trợ STARTTLS; mật khẩu "
+                    'không được gửi đi khi chưa mã hóa. Thử security = "tls" với cổng 993.'
+                )
             conn.starttls(ssl_context=server.tls_context())
         if "AUTH=PLAIN" in conn.capabilities:  # UTF-8 user names and passwords; LOGIN takes ASCII only
             conn.authenticate("PLAIN", lambda _: f"\0{server.user}\0{password}".encode())
@@ -166,9 +180,11 @@ def _headers(conn: imaplib.IMAP4, uids: list[int]) -> dict[int, dict]:
     """uid → {"size", "internaldate", "message_id"} for `uids`, asked in batches."""
     out: dict[int, dict] = {}
     for start in range(0, len(uids), HEADER_BATCH):
-        batch = ",".join(str(u) for u in uids[start:start + HEADER_BATCH])
-        data = _ok(*conn.uid("FETCH", batch,
-                             "(UID RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"), "FETCH")
+        batch = ",".join(str(u) for u in uids[start : start + HEADER_BATCH])
+        data = _ok(
+            *conn.uid("FETCH", batch, "(UID RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"),
+            "FETCH",
+        )
         for item in data:
             if not isinstance(item, tuple):
                 continue
@@ -207,6 +223,7 @@ def _body(conn: imaplib.IMAP4, uid: int) -> bytes | None:
 
 
 # --- one message ---------------------------------------------------------------------------------
+
 
 def _date_of(message, internaldate: dt.datetime | None) -> dt.datetime:
     """The message's Date (its sender's clock), else the server's arrival time, else now; aware."""
@@ -262,8 +279,9 @@ def _save(ctx: _Context, conn, data: bytes, name: str, when: dt.datetime, who: s
         tmp.write_bytes(data)
     stamp = when.timestamp()
     os.utime(target, (stamp, stamp))
-    note_file(conn, sha, seen_at=now(), received_at=when.isoformat(timespec="seconds"), via="email",
-              size=len(data))
+    note_file(
+        conn, sha, seen_at=now(), received_at=when.isoformat(timespec="seconds"), via="email", size=len(data)
+    )
     return target.name, True
 
 
@@ -320,10 +338,20 @@ def process_message(ctx: _Context, uid: int, raw: bytes, internaldate: dt.dateti
                 if code is None:
                     ctx.records.append(base | {"rule": "mail-sender-unknown", "file": saved})
             conn.execute(
-                "INSERT INTO mail_attachments (message_key, name, saved_path, sha256, size, unit_code, status, "
+                "INSERT INTO mail_attachments (message_key, name, saved_path, sha256, size, unit_code, "
+                "status, "
                 "rule, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, shown, str(ctx.inbox / saved) if status == "saved" else saved, sha, len(piece.data), code,
-                 status, rule, detail),
+                (
+                    key,
+                    shown,
+                    str(ctx.inbox / saved) if status == "saved" else saved,
+                    sha,
+                    len(piece.data),
+                    code,
+                    status,
+                    rule,
+                    detail,
+                ),
             )
         _advance(conn, ctx, uid)
     return result
@@ -337,7 +365,8 @@ def _sender(message) -> str:
 def _saved_before(conn, sha: str) -> str | None:
     """Where these bytes were saved by an earlier fetch, when that file is still there."""
     for (path,) in conn.execute(
-        "SELECT saved_path FROM mail_attachments WHERE sha256 = ? AND status = 'saved' ORDER BY attachment_id",
+        "SELECT saved_path FROM mail_attachments WHERE sha256 = ? AND status = 'saved' "
+        "ORDER BY attachment_id",
         (sha,),
     ):
         if path and Path(path).is_file():
@@ -347,20 +376,35 @@ def _saved_before(conn, sha: str) -> str | None:
 
 def _record_message(conn, ctx: _Context, key, uid, message_id, when, sender, subject, raw, code, status):
     conn.execute(
-        "INSERT INTO mail_messages (message_key, account, mailbox, uidvalidity, uid, message_id, date, sender, "
+        "INSERT INTO mail_messages (message_key, account, mailbox, uidvalidity, uid, message_id, date, "
+        "sender, "
         "subject, sha256, size, unit_code, period, status, fetched_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (key, ctx.account, ctx.mailbox, ctx.uidvalidity, uid, message_id,
-         when.isoformat(timespec="seconds") if when else None, sender, subject,
-         _sha256(raw) if raw is not None else None, len(raw) if raw is not None else None, code, ctx.period,
-         status, now()),
+        (
+            key,
+            ctx.account,
+            ctx.mailbox,
+            ctx.uidvalidity,
+            uid,
+            message_id,
+            when.isoformat(timespec="seconds") if when else None,
+            sender,
+            subject,
+            _sha256(raw) if raw is not None else None,
+            len(raw) if raw is not None else None,
+            code,
+            ctx.period,
+            status,
+            now(),
+        ),
     )
 
 
 def _advance(conn, ctx: _Context, uid: int) -> None:
     """Remember that messages up to `uid` are done (inside the message's transaction)."""
     conn.execute(
-        "INSERT INTO mail_fetch_state (account, mailbox, uidvalidity, last_uid, fetched_at) VALUES (?, ?, ?, ?, ?) "
+        "INSERT INTO mail_fetch_state (account, mailbox, uidvalidity, last_uid, fetched_at) "
+        "VALUES (?, ?, ?, ?, ?) "
         "ON CONFLICT (account, mailbox) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
         "last_uid = max(CASE WHEN mail_fetch_state.uidvalidity = excluded.uidvalidity "
         "THEN mail_fetch_state.last_uid ELSE 0 END, excluded.last_uid), fetched_at = excluded.fetched_at",
@@ -369,6 +413,7 @@ def _advance(conn, ctx: _Context, uid: int) -> None:
 
 
 # --- the whole fetch -----------------------------------------------------------------------------
+
 
 def fetch_mail(
     config: MailConfig,
@@ -380,7 +425,7 @@ def fetch_mail(
     *,
     password: str,
     mark_seen: bool = False,
-    limits: MailLimits = MailLimits(),
+    limits: MailLimits = DEFAULT_LIMITS,
     on_message: Callable[[int, int], None] | None = None,
 ) -> FetchReport:
     """Fetch the new messages of the configured mailbox into `inbox` (created when absent).
@@ -399,10 +444,12 @@ def fetch_mail(
     report = FetchReport(config.mailbox)
     conn = connect_imap(server, password)
     try:
-        typ, data = conn.select(imap_utf7(config.mailbox), readonly=not mark_seen)
+        typ, _ = conn.select(imap_utf7(config.mailbox), readonly=not mark_seen)
         if typ != "OK":
-            raise MailError(f"Không mở được thư mục «{config.mailbox}» trong hộp thư {server.user}. Kiểm tra "
-                            "mailbox trong tonghop.toml (mặc định INBOX).")
+            raise MailError(
+                f"Không mở được thư mục «{config.mailbox}» trong hộp thư {server.user}. Kiểm tra "
+                "mailbox trong tonghop.toml (mặc định INBOX)."
+            )
         uidvalidity = int(conn.response("UIDVALIDITY")[1][0])
         row = store.conn.execute(
             "SELECT uidvalidity, last_uid FROM mail_fetch_state WHERE account = ? AND mailbox = ?",
@@ -416,8 +463,9 @@ def fetch_mail(
                 report.uidvalidity_changed = True
         found = _ok(*conn.uid("SEARCH", None, f"UID {last + 1}:*"), "SEARCH")
         uids = sorted(u for u in (int(x) for x in b" ".join(found).split()) if u > last)
-        ctx = _Context(store, inbox, period, senders, units, limits, server.account, config.mailbox,
-                       uidvalidity)
+        ctx = _Context(
+            store, inbox, period, senders, units, limits, server.account, config.mailbox, uidvalidity
+        )
         heads = _headers(conn, uids) if uids else {}
         known = _known_ids(store, [h["message_id"] for h in heads.values() if h["message_id"]])
         for n, uid in enumerate(uids, 1):
@@ -446,10 +494,8 @@ def fetch_mail(
     except (OSError, imaplib.IMAP4.error) as exc:
         raise MailError(_explain(exc, server)) from exc
     finally:
-        try:
+        with contextlib.suppress(OSError, imaplib.IMAP4.error):
             conn.logout()
-        except (OSError, imaplib.IMAP4.error):
-            pass
     return report
 
 
@@ -457,17 +503,22 @@ def _known_ids(store: Store, ids: list[str]) -> set[str]:
     """The Message-IDs among `ids` that an earlier fetch already processed."""
     known: set[str] = set()
     for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
+        chunk = ids[start : start + 500]
         marks = ",".join("?" * len(chunk))
-        known.update(r[0] for r in store.conn.execute(
-            f"SELECT message_key FROM mail_messages WHERE message_key IN ({marks})", chunk))
+        known.update(
+            r[0]
+            for r in store.conn.execute(
+                f"SELECT message_key FROM mail_messages WHERE message_key IN ({marks})", chunk
+            )
+        )
     return known
 
 
 def _too_large(ctx: _Context, conn, uid: int, head: dict) -> MessageResult:
     """Record a message too large to download (only its envelope is asked for)."""
-    data = _ok(*conn.uid("FETCH", str(uid), "(BODY.PEEK[HEADER.FIELDS (FROM DATE SUBJECT MESSAGE-ID)])"),
-               "FETCH")
+    data = _ok(
+        *conn.uid("FETCH", str(uid), "(BODY.PEEK[HEADER.FIELDS (FROM DATE SUBJECT MESSAGE-ID)])"), "FETCH"
+    )
     header = next((i[1] for i in data if isinstance(i, tuple)), b"")
     message = parse_message(header)
     sender = _sender(message)
@@ -475,10 +526,17 @@ def _too_large(ctx: _Context, conn, uid: int, head: dict) -> MessageResult:
     when = _date_of(message, head["internaldate"])
     subject = decode_words(str(message.get("Subject", "")))[:500]
     key = head["message_id"] or f"uid:{ctx.account}/{ctx.mailbox}/{ctx.uidvalidity}/{uid}"
-    ctx.records.append({"rule": "mail-message-too-large", "file": "", "value": sender, "unit_code": code,
-                        "unit_name": ctx.units.get(code, {}).get("unit_name") if code else None,
-                        "detail": f"{head['size'] / 1_000_000:.1f} MB".replace(".", ","),
-                        "limit": f"{ctx.limits.max_message / 1_000_000:.0f} MB"})
+    ctx.records.append(
+        {
+            "rule": "mail-message-too-large",
+            "file": "",
+            "value": sender,
+            "unit_code": code,
+            "unit_name": ctx.units.get(code, {}).get("unit_name") if code else None,
+            "detail": f"{head['size'] / 1_000_000:.1f} MB".replace(".", ","),
+            "limit": f"{ctx.limits.max_message / 1_000_000:.0f} MB",
+        }
+    )
     with ctx.store.transaction() as tx:
         _record_message(tx, ctx, key, uid, head["message_id"], when, sender, subject, None, code, "too-large")
         _advance(tx, ctx, uid)

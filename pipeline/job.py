@@ -32,9 +32,9 @@ from pipeline.findings import make_findings, sort_findings
 from pipeline.outputs import (
     VALUES_COLUMNS,
     findings_table,
+    manifest_units,
     show_plain,
     values_table,
-    manifest_units,
     write_csv,
     write_findings_json,
     write_manifest,

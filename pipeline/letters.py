@@ -92,15 +92,31 @@ def _attach(msg: EmailMessage, attachment: tuple[str, bytes] | None) -> None:
 
 
 def _signature(sender: Sender) -> list[str]:
-    return ["", "Trân trọng,", sender.name or sender.address, "",
-            "(Thư này do chương trình tổng hợp báo cáo soạn từ kết quả kiểm tra của Phòng. Nếu có điều chưa "
-            "rõ, đề nghị đơn vị trả lời thư này.)"]
+    return [
+        "",
+        "Trân trọng,",
+        sender.name or sender.address,
+        "",
+        "(Thư này do chương trình tổng hợp báo cáo soạn từ kết quả kiểm tra của Phòng. Nếu có điều chưa "
+        "rõ, đề nghị đơn vị trả lời thư này.)",
+    ]
 
 
-def feedback_letter(*, sender: Sender, to: list[tuple[str, str]], unit_name: str, report: str, period_label: str,
-                    file: str | None, errors: int, warnings: int, findings: list[dict],
-                    attachment: tuple[str, bytes] | None, deadline: dt.date | None,
-                    when: dt.datetime) -> EmailMessage:
+def feedback_letter(
+    *,
+    sender: Sender,
+    to: list[tuple[str, str]],
+    unit_name: str,
+    report: str,
+    period_label: str,
+    file: str | None,
+    errors: int,
+    warnings: int,
+    findings: list[dict],
+    attachment: tuple[str, bytes] | None,
+    deadline: dt.date | None,
+    when: dt.datetime,
+) -> EmailMessage:
     """The result of the check for a ward that reported: errors and warnings listed, the feedback
     workbook (name, bytes) attached when there is one."""
     subject = f"{report} {period_label} - {unit_name}: {result_words(errors)}"
@@ -108,26 +124,36 @@ def feedback_letter(*, sender: Sender, to: list[tuple[str, str]], unit_name: str
     errs = [f for f in findings if f.get("severity") == "error"]
     warns = [f for f in findings if f.get("severity") != "error"]
     body = [f"Kính gửi: {unit_name},", ""]
-    body.append(f"{sender.name or 'Phòng'} đã nhận và kiểm tra {report[:1].lower() + report[1:]} {period_label} "
-                f"của đơn vị" + (f" (tệp «{file}»)." if file else "."))
+    body.append(
+        f"{sender.name or 'Phòng'} đã nhận và kiểm tra {report[:1].lower() + report[1:]} {period_label} "
+        f"của đơn vị" + (f" (tệp «{file}»)." if file else ".")
+    )
     body.append("")
     if errors == 0:
-        body.append("Kết quả: Đạt. Báo cáo của đơn vị không có lỗi"
-                    + (f"; có {warnings} điểm đề nghị đơn vị kiểm tra lại." if warnings else ". Cảm ơn đơn vị."))
+        body.append(
+            "Kết quả: Đạt. Báo cáo của đơn vị không có lỗi"
+            + (f"; có {warnings} điểm đề nghị đơn vị kiểm tra lại." if warnings else ". Cảm ơn đơn vị.")
+        )
     else:
-        body.append(f"Kết quả: có {errors} lỗi cần sửa"
-                    + (f" và {warnings} điểm cần kiểm tra lại." if warnings else "."))
+        body.append(
+            f"Kết quả: có {errors} lỗi cần sửa"
+            + (f" và {warnings} điểm cần kiểm tra lại." if warnings else ".")
+        )
     if errs:
         body += ["", f"LỖI CẦN SỬA ({len(errs)})", *finding_lines(errs)]
     if warns:
         body += ["", f"CẦN KIỂM TRA LẠI ({len(warns)})", *finding_lines(warns)]
     body.append("")
     if attachment is not None and (errs or warns):
-        body.append(f"Tệp đính kèm «{attachment[0]}» là báo cáo của đơn vị, trong đó ô có lỗi được tô đỏ, ô cần "
-                    "kiểm tra được tô vàng cam, kèm ghi chú. Đề nghị đơn vị sửa ngay trên tệp này rồi gửi lại "
-                    "cho Phòng.")
+        body.append(
+            f"Tệp đính kèm «{attachment[0]}» là báo cáo của đơn vị, trong đó ô có lỗi được tô đỏ, ô cần "
+            "kiểm tra được tô vàng cam, kèm ghi chú. Đề nghị đơn vị sửa ngay trên tệp này rồi gửi lại "
+            "cho Phòng."
+        )
     elif attachment is not None:
-        body.append(f"Tệp đính kèm «{attachment[0]}» là báo cáo của đơn vị như Phòng đã ghi nhận, để đơn vị lưu.")
+        body.append(
+            f"Tệp đính kèm «{attachment[0]}» là báo cáo của đơn vị như Phòng đã ghi nhận, để đơn vị lưu."
+        )
     if errors:
         body.append(deadline_sentence(deadline, when.date(), resend=True))
     msg.set_content("\n".join(body + _signature(sender)) + "\n", charset="utf-8", cte="quoted-printable")
@@ -135,18 +161,33 @@ def feedback_letter(*, sender: Sender, to: list[tuple[str, str]], unit_name: str
     return msg
 
 
-def reminder_letter(*, sender: Sender, to: list[tuple[str, str]], unit_name: str, report: str,
-                    period_label: str, attachment: tuple[str, bytes] | None, deadline: dt.date | None,
-                    when: dt.datetime) -> EmailMessage:
+def reminder_letter(
+    *,
+    sender: Sender,
+    to: list[tuple[str, str]],
+    unit_name: str,
+    report: str,
+    period_label: str,
+    attachment: tuple[str, bytes] | None,
+    deadline: dt.date | None,
+    when: dt.datetime,
+) -> EmailMessage:
     """A polite reminder for a ward that has not reported, with its template attached."""
     subject = f"Nhắc nộp {report[:1].lower() + report[1:]} {period_label} - {unit_name}"
     msg = _base(sender, to, subject, when)
-    body = [f"Kính gửi: {unit_name},", "",
-            f"Đến nay {sender.name or 'Phòng'} chưa nhận được {report[:1].lower() + report[1:]} {period_label} "
-            "của đơn vị.", deadline_sentence(deadline, when.date(), resend=False), ""]
+    body = [
+        f"Kính gửi: {unit_name},",
+        "",
+        f"Đến nay {sender.name or 'Phòng'} chưa nhận được {report[:1].lower() + report[1:]} {period_label} "
+        "của đơn vị.",
+        deadline_sentence(deadline, when.date(), resend=False),
+        "",
+    ]
     if attachment is not None:
-        body.append(f"Đề nghị đơn vị điền số liệu vào mẫu báo cáo gửi kèm thư này (tệp «{attachment[0]}», đã "
-                    "ghi sẵn tên đơn vị và kỳ báo cáo) rồi gửi lại cho Phòng qua thư điện tử.")
+        body.append(
+            f"Đề nghị đơn vị điền số liệu vào mẫu báo cáo gửi kèm thư này (tệp «{attachment[0]}», đã "
+            "ghi sẵn tên đơn vị và kỳ báo cáo) rồi gửi lại cho Phòng qua thư điện tử."
+        )
     body.append("Nếu đơn vị đã gửi báo cáo, xin cảm ơn và đề nghị bỏ qua thư này.")
     msg.set_content("\n".join(body + _signature(sender)) + "\n", charset="utf-8", cte="quoted-printable")
     _attach(msg, attachment)

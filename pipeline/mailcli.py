@@ -37,7 +37,9 @@ def run_fetch(args: argparse.Namespace) -> int:
 
     period = check_period(args.period)
     units, addresses, senders = _units(args)
-    by_code = {r["unit_code"]: {"unit_name": r["full_name"], "slug": r["slug"]} for r in units.to_dict("records")}
+    by_code = {
+        r["unit_code"]: {"unit_name": r["full_name"], "slug": r["slug"]} for r in units.to_dict("records")
+    }
     inbox = args.inbox or Path("inbox") / period
     try:
         config = load_config(args.config)
@@ -48,12 +50,15 @@ def run_fetch(args: argparse.Namespace) -> int:
         _err(f"Lỗi cấu hình: {exc}")
         return EXIT_USAGE
     if not addresses:
-        print("Lưu ý: danh sách đơn vị chưa có cột email nên chưa biết thư nào của đơn vị nào; các tệp vẫn "
-              "được lưu (xem README, mục thư điện tử).")
+        print(
+            "Lưu ý: danh sách đơn vị chưa có cột email nên chưa biết thư nào của đơn vị nào; các tệp vẫn "
+            "được lưu (xem README, mục thư điện tử)."
+        )
     try:
         with open_store(args.store) as store:
-            report = fetch_mail(config, store, inbox, period, senders, by_code, password=password,
-                                mark_seen=args.mark_seen)
+            report = fetch_mail(
+                config, store, inbox, period, senders, by_code, password=password, mark_seen=args.mark_seen
+            )
     except StoreError as exc:
         _err(str(exc))
         return EXIT_FAILED
@@ -61,10 +66,15 @@ def run_fetch(args: argparse.Namespace) -> int:
         _err(str(exc))
         return EXIT_FAILED
     if report.uidvalidity_changed:
-        print(f"Thư mục «{report.mailbox}» đã được máy chủ đánh số lại: đã xem lại toàn bộ thư, các tệp đã lưu "
-              "trước đây không bị lưu lần nữa.")
-    print(f"Hộp thư «{report.mailbox}»: {report.looked_at} thư mới"
-          + (f" ({report.already_seen} thư đã lấy về trước đây)" if report.already_seen else "") + ".")
+        print(
+            f"Thư mục «{report.mailbox}» đã được máy chủ đánh số lại: đã xem lại toàn bộ thư, các tệp đã lưu "
+            "trước đây không bị lưu lần nữa."
+        )
+    print(
+        f"Hộp thư «{report.mailbox}»: {report.looked_at} thư mới"
+        + (f" ({report.already_seen} thư đã lấy về trước đây)" if report.already_seen else "")
+        + "."
+    )
     for m in report.messages:
         who = by_code.get(m.unit_code, {}).get("unit_name") or "không rõ đơn vị"
         when = m.date.astimezone().strftime("%d/%m/%Y %H:%M") if m.date else ""
@@ -84,8 +94,11 @@ def run_fetch(args: argparse.Namespace) -> int:
         for r in findings.itertuples(index=False):
             tag = "LỖI     " if r.severity == "error" else "CẢNH BÁO"
             print(f"  {tag} {r.message}")
-    print(f"\nĐã lưu {len(report.saved)} tệp vào thư mục {inbox}"
-          + (f"; {report.duplicates} tệp trùng không lưu lại" if report.duplicates else "") + ".")
+    print(
+        f"\nĐã lưu {len(report.saved)} tệp vào thư mục {inbox}"
+        + (f"; {report.duplicates} tệp trùng không lưu lại" if report.duplicates else "")
+        + "."
+    )
     if report.saved:
         print(f"Bước tiếp theo: tonghop consolidate --period {period} --inbox {inbox}")
     return EXIT_ATTENTION if findings is not None and not findings.empty else EXIT_OK
@@ -112,8 +125,9 @@ def run_send(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     out_dir = args.out / period
     try:
-        letters, problems = prepare_letters(definition, units, addresses, config, out_dir, args.templates, period,
-                                            deadline=args.deadline)
+        letters, problems = prepare_letters(
+            definition, units, addresses, config, out_dir, args.templates, period, deadline=args.deadline
+        )
     except SendError as exc:
         _err(str(exc))
         return EXIT_USAGE
@@ -121,8 +135,10 @@ def run_send(args: argparse.Namespace) -> int:
     for line in problems:
         print(f"  CẢNH BÁO {line}")
     if not args.send:
-        print(f"Đã soạn {len(letters)} thư trong thư mục {folder} (tệp .eml, mở bằng Outlook hoặc Thunderbird "
-              "để xem trước).")
+        print(
+            f"Đã soạn {len(letters)} thư trong thư mục {folder} (tệp .eml, mở bằng Outlook hoặc Thunderbird "
+            "để xem trước)."
+        )
         for letter in letters:
             print(f"  {letter.unit_name}: {letter.subject} → {', '.join(letter.to)}")
         print("Chưa gửi thư nào. Khi đã xem và thấy đúng, chạy lại với --send để gửi.")
@@ -141,7 +157,9 @@ def run_send(args: argparse.Namespace) -> int:
         extra = f" ({r.detail})" if r.detail else ""
         print(f"  {words[r.status]:<17} {r.unit_name} <{r.recipient}>{extra}")
     counts = {s: sum(r.status == s for r in results) for s in words}
-    print(f"\nĐã gửi {counts['sent']} thư; {counts['skipped']} thư đã gửi trước đây không gửi lại; "
-          f"{counts['refused']} bị từ chối; {counts['retry']} sẽ thử lại khi chạy lại lệnh này.")
+    print(
+        f"\nĐã gửi {counts['sent']} thư; {counts['skipped']} thư đã gửi trước đây không gửi lại; "
+        f"{counts['refused']} bị từ chối; {counts['retry']} sẽ thử lại khi chạy lại lệnh này."
+    )
     attention = problems or counts["refused"] or counts["retry"]
     return EXIT_ATTENTION if attention else EXIT_OK

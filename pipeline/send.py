@@ -12,11 +12,11 @@ what was refused, left to retry, or not yet sent.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import smtplib
-import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -69,11 +69,14 @@ def _read_json(path: Path, period: str) -> object:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SendError(f"Chưa có kết quả tổng hợp kỳ {period} ({path} không có). Đề nghị chạy "
-                        f"tonghop consolidate --period {period} trước.") from None
+        raise SendError(
+            f"Chưa có kết quả tổng hợp kỳ {period} ({path} không có). Đề nghị chạy "
+            f"tonghop consolidate --period {period} trước."
+        ) from None
     except (OSError, ValueError) as exc:
-        raise SendError(f"Không đọc được {path} ({exc.__class__.__name__}). Đề nghị chạy lại tonghop "
-                        "consolidate.") from None
+        raise SendError(
+            f"Không đọc được {path} ({exc.__class__.__name__}). Đề nghị chạy lại tonghop consolidate."
+        ) from None
 
 
 def _sha256(data: bytes) -> str:
@@ -104,17 +107,30 @@ def _template(definition: Definition, units: pd.DataFrame, code: str, folder: Pa
     return path
 
 
-def prepare_letters(definition: Definition, units: pd.DataFrame, addresses: dict[str, list[str]],
-                    config: MailConfig, out_dir: Path, templates: Path, period: str, *,
-                    deadline: str | None = None, when: dt.datetime | None = None) -> tuple[list[Letter], list[str]]:
+def prepare_letters(
+    definition: Definition,
+    units: pd.DataFrame,
+    addresses: dict[str, list[str]],
+    config: MailConfig,
+    out_dir: Path,
+    templates: Path,
+    period: str,
+    *,
+    deadline: str | None = None,
+    when: dt.datetime | None = None,
+) -> tuple[list[Letter], list[str]]:
     """The letters for `period` from the outputs in `out_dir` (= <out>/<period>); returns (letters,
     Vietnamese lines about units that get none). Raises SendError when the outputs are missing."""
     manifest = _read_json(out_dir / "manifest.json", period)
     if not isinstance(manifest, dict) or not isinstance(manifest.get("units"), list):
-        raise SendError(f"Kết quả tổng hợp trong {out_dir} do phiên bản cũ tạo ra (manifest.json chưa có danh sách "
-                        f"đơn vị). Đề nghị chạy lại tonghop consolidate --period {period}.")
+        raise SendError(
+            f"Kết quả tổng hợp trong {out_dir} do phiên bản cũ tạo ra (manifest.json chưa có danh sách "
+            f"đơn vị). Đề nghị chạy lại tonghop consolidate --period {period}."
+        )
     if manifest.get("period") not in (None, period):
-        raise SendError(f"{out_dir / 'manifest.json'} là kết quả của kỳ {manifest.get('period')}, không phải {period}.")
+        raise SendError(
+            f"{out_dir / 'manifest.json'} là kết quả của kỳ {manifest.get('period')}, không phải {period}."
+        )
     findings = _read_json(out_dir / "findings.json", period)
     by_unit: dict[str, list[dict]] = {}
     for f in findings if isinstance(findings, list) else []:
@@ -130,16 +146,25 @@ def prepare_letters(definition: Definition, units: pd.DataFrame, addresses: dict
         code, name = str(u.get("unit_code")), str(u.get("unit_name") or u.get("unit_code"))
         to = addresses.get(code, [])
         if not to:
-            problems.append(f"{name} ({code}) chưa có địa chỉ thư trong cột email của danh sách đơn vị: "
-                            "không soạn thư.")
+            problems.append(
+                f"{name} ({code}) chưa có địa chỉ thư trong cột email của danh sách đơn vị: không soạn thư."
+            )
             continue
         recipients = [(name, a) for a in to]
         if u.get("status") == MISSING:
             path = _template(definition, units, code, templates / period, period)
             data = path.read_bytes()
             attached = (f"{name} - mẫu báo cáo {period}.xlsx", data)
-            msg = reminder_letter(sender=sender, to=recipients, unit_name=name, report=report,
-                                  period_label=label, attachment=attached, deadline=due, when=when)
+            msg = reminder_letter(
+                sender=sender,
+                to=recipients,
+                unit_name=name,
+                report=report,
+                period_label=label,
+                attachment=attached,
+                deadline=due,
+                when=when,
+            )
             key = _key("reminder", period, code, due)
             kind = "reminder"
         else:
@@ -147,15 +172,36 @@ def prepare_letters(definition: Definition, units: pd.DataFrame, addresses: dict
             attached = None
             if u.get("feedback"):
                 try:
-                    attached = (f"{name} - góp ý báo cáo {period}.xlsx", (out_dir / u["feedback"]).read_bytes())
+                    attached = (
+                        f"{name} - góp ý báo cáo {period}.xlsx",
+                        (out_dir / u["feedback"]).read_bytes(),
+                    )
                 except OSError:
-                    problems.append(f"{name}: không tìm thấy tệp phản hồi {u['feedback']}; thư không có tệp đính kèm.")
-            msg = feedback_letter(sender=sender, to=recipients, unit_name=name, report=report, period_label=label,
-                                  file=u.get("file"), errors=int(u.get("errors") or 0),
-                                  warnings=int(u.get("warnings") or 0), findings=mine, attachment=attached,
-                                  deadline=due, when=when)
-            key = _key("feedback", period, code, u.get("status"), inputs.get(u.get("file")),
-                       [(f.get("rule"), f.get("cell"), f.get("message")) for f in mine])
+                    problems.append(
+                        f"{name}: không tìm thấy tệp phản hồi {u['feedback']}; thư không có tệp đính kèm."
+                    )
+            msg = feedback_letter(
+                sender=sender,
+                to=recipients,
+                unit_name=name,
+                report=report,
+                period_label=label,
+                file=u.get("file"),
+                errors=int(u.get("errors") or 0),
+                warnings=int(u.get("warnings") or 0),
+                findings=mine,
+                attachment=attached,
+                deadline=due,
+                when=when,
+            )
+            key = _key(
+                "feedback",
+                period,
+                code,
+                u.get("status"),
+                inputs.get(u.get("file")),
+                [(f.get("rule"), f.get("cell"), f.get("message")) for f in mine],
+            )
             kind = "feedback"
         files = [{"name": attached[0], "sha256": _sha256(attached[1])}] if attached else []
         letters.append(Letter(code, name, kind, to, msg, key, files))
@@ -166,9 +212,12 @@ def write_letters(letters: list[Letter], folder: Path) -> Path:
     """Write each letter as `<folder>/<code>-<kind>.eml` (atomically); returns the folder."""
     folder.mkdir(parents=True, exist_ok=True)
     for letter in letters:
-        letter.eml_path = folder / f"{letter.unit_code}-{'phan-hoi' if letter.kind == 'feedback' else 'nhac-nop'}.eml"
-        write_text(letter.eml_path, letter.message.as_bytes().decode("ascii", "surrogateescape"),
-                   encoding="ascii")
+        letter.eml_path = (
+            folder / f"{letter.unit_code}-{'phan-hoi' if letter.kind == 'feedback' else 'nhac-nop'}.eml"
+        )
+        write_text(
+            letter.eml_path, letter.message.as_bytes().decode("ascii", "surrogateescape"), encoding="ascii"
+        )
     return folder
 
 
@@ -176,14 +225,18 @@ def connect_smtp(server: Server, password: str) -> smtplib.SMTP:
     """Connect and log in (TLS from the start, or STARTTLS before AUTH); raises MailError."""
     try:
         if server.security == "tls":
-            conn = smtplib.SMTP_SSL(server.host, server.port, timeout=server.timeout, context=server.tls_context())
+            conn = smtplib.SMTP_SSL(
+                server.host, server.port, timeout=server.timeout, context=server.tls_context()
+            )
         else:
             conn = smtplib.SMTP(server.host, server.port, timeout=server.timeout)
             conn.ehlo()
             if not conn.has_extn("starttls"):
                 conn.quit()
-                raise MailError(f"Máy chủ SMTP {server.host}:{server.port} không hỗ trợ STARTTLS; mật khẩu không "
-                                "được gửi đi khi chưa mã hóa. Thử security = \"tls\" với cổng 465.")
+                raise MailError(
+                    f"Máy chủ SMTP {server.host}:{server.port} không hỗ trợ STARTTLS; mật khẩu không "
+                    'được gửi đi khi chưa mã hóa. Thử security = "tls" với cổng 465.'
+                )
             conn.starttls(context=server.tls_context())
         conn.ehlo()
         _login(conn, server.user, password)
@@ -218,13 +271,22 @@ def _answer(code: int, text: bytes | str) -> str:
 def _already_sent(store: Store, period: str, letter: Letter) -> set[str]:
     rows = store.conn.execute(
         "SELECT recipient FROM mail_sent WHERE period = ? AND unit_code = ? AND kind = ? AND content_key = ? "
-        "AND status = 'sent'", (period, letter.unit_code, letter.kind, letter.content_key))
+        "AND status = 'sent'",
+        (period, letter.unit_code, letter.kind, letter.content_key),
+    )
     return {r[0] for r in rows}
 
 
-def send_letters(letters: list[Letter], config: MailConfig, store: Store, period: str, *, password: str,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> list[Outcome]:
+def send_letters(
+    letters: list[Letter],
+    config: MailConfig,
+    store: Store,
+    period: str,
+    *,
+    password: str,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[Outcome]:
     """Send what was not sent yet, each recipient's outcome recorded; returns the outcomes.
 
     A 5xx answer refuses a recipient ("refused"), a 4xx answer or a lost connection leaves it to retry
@@ -238,7 +300,9 @@ def send_letters(letters: list[Letter], config: MailConfig, store: Store, period
     pending = []
     for letter in letters:
         done = _already_sent(store, period, letter)
-        outcomes += [Outcome(letter.unit_code, letter.unit_name, a, "skipped") for a in letter.to if a in done]
+        outcomes += [
+            Outcome(letter.unit_code, letter.unit_name, a, "skipped") for a in letter.to if a in done
+        ]
         todo = [a for a in letter.to if a not in done]
         if todo:
             pending.append((letter, todo))
@@ -265,11 +329,24 @@ def send_letters(letters: list[Letter], config: MailConfig, store: Store, period
                         "INSERT INTO mail_sent (period, unit_code, kind, recipient, subject, content_key, "
                         "attachments, eml_path, message_id, status, detail, at) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (period, letter.unit_code, letter.kind, address, letter.subject, letter.content_key,
-                         json.dumps(letter.attachments, ensure_ascii=False),
-                         str(letter.eml_path) if letter.eml_path else None, str(letter.message["Message-ID"]),
-                         status, detail or None, now()))
-            outcomes += [Outcome(letter.unit_code, letter.unit_name, a, s, d) for a, (s, d) in results.items()]
+                        (
+                            period,
+                            letter.unit_code,
+                            letter.kind,
+                            address,
+                            letter.subject,
+                            letter.content_key,
+                            json.dumps(letter.attachments, ensure_ascii=False),
+                            str(letter.eml_path) if letter.eml_path else None,
+                            str(letter.message["Message-ID"]),
+                            status,
+                            detail or None,
+                            now(),
+                        ),
+                    )
+            outcomes += [
+                Outcome(letter.unit_code, letter.unit_name, a, s, d) for a, (s, d) in results.items()
+            ]
     finally:
         if conn is not None:
             try:
@@ -289,7 +366,7 @@ def _send_one(conn: smtplib.SMTP, from_addr: str, letter: Letter, todo: list[str
         status = "refused" if 500 <= exc.smtp_code < 600 else "retry"
         _reset(conn)
         return {a: (status, _answer(exc.smtp_code, exc.smtp_error)) for a in todo}, False
-    except (smtplib.SMTPServerDisconnected, OSError, socket.timeout, ssl.SSLError) as exc:
+    except (TimeoutError, smtplib.SMTPServerDisconnected, OSError, ssl.SSLError) as exc:
         return {a: ("retry", f"mất kết nối với máy chủ ({exc.__class__.__name__})") for a in todo}, True
     out = {}
     for a in todo:
@@ -302,7 +379,5 @@ def _send_one(conn: smtplib.SMTP, from_addr: str, letter: Letter, todo: list[str
 
 
 def _reset(conn: smtplib.SMTP) -> None:
-    try:
+    with contextlib.suppress(OSError, smtplib.SMTPException):
         conn.rset()
-    except (OSError, smtplib.SMTPException):
-        pass

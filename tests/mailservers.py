@@ -52,9 +52,27 @@ def make_certificate(folder: Path) -> tuple[Path, Path]:
         raise Unavailable("openssl is not installed")
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "3", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=120,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "3",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     return cert, key
 
@@ -82,30 +100,36 @@ class Dovecot:
 
     def start(self) -> None:
         if not Path(DOVECOT).exists():
-            raise Unavailable("Dovecot is not installed (Debian: apt-get install dovecot-imapd; `make test` "
-                              "installs it when run as root)")
+            raise Unavailable(
+                "Dovecot is not installed (Debian: apt-get install dovecot-imapd; `make test` "
+                "installs it when run as root)"
+            )
         key = self.cert.with_name("key.pem")
         run, mail = self.root / "run", self.root / "mail"
         run.mkdir(parents=True)
         mail.mkdir()
-        if os.geteuid() == 0:  # mail is never accessed as root (Dovecot refuses it): "nobody" owns the maildir
+        if (
+            os.geteuid() == 0
+        ):  # mail is never accessed as root (Dovecot refuses it): "nobody" owns the maildir
             owner = pwd.getpwnam("nobody")
             uid, gid = owner.pw_uid, owner.pw_gid
             os.chown(mail, uid, gid)
             users = ""
         else:  # a developer's own account runs the whole server
             uid, gid = os.getuid(), os.getgid()
-            users = (f"default_internal_user = {pwd.getpwuid(uid).pw_name}\n"
-                     f"default_login_user = {pwd.getpwuid(uid).pw_name}\n"
-                     f"default_internal_group = {grp.getgrgid(gid).gr_name}\n")
+            users = (
+                f"default_internal_user = {pwd.getpwuid(uid).pw_name}\n"
+                f"default_login_user = {pwd.getpwuid(uid).pw_name}\n"
+                f"default_internal_group = {grp.getgrgid(gid).gr_name}\n"
+            )
         (self.root / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}:{uid}:{gid}::{mail}/home::\n")
         for _ in range(3):  # another process may take a port between choosing and binding it
             self.imaps_port, self.imap_port = free_port(), free_port()
             conf = self.root / "dovecot.conf"
             conf.write_text(f"""\
 base_dir = {run}
-state_dir = {self.root / 'state'}
-log_path = {self.root / 'dovecot.log'}
+state_dir = {self.root / "state"}
+log_path = {self.root / "dovecot.log"}
 {users}protocols = imap
 listen = 127.0.0.1
 ssl = required
@@ -117,11 +141,11 @@ mail_location = maildir:{mail}/%n
 first_valid_uid = 1
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN {self.root / 'passwd'}
+  args = scheme=PLAIN {self.root / "passwd"}
 }}
 userdb {{
   driver = passwd-file
-  args = {self.root / 'passwd'}
+  args = {self.root / "passwd"}
 }}
 service imap-login {{
   inet_listener imap {{
@@ -137,16 +161,19 @@ service imap-login {{
 """)
             (self.root / "state").mkdir(exist_ok=True)
             log = (self.root / "stderr.log").open("ab")
-            self.proc = subprocess.Popen([DOVECOT, "-F", "-c", str(conf)], stdout=log, stderr=log,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                [DOVECOT, "-F", "-c", str(conf)], stdout=log, stderr=log, start_new_session=True
+            )
             try:
                 wait_for_port(self.imaps_port, lambda: self.proc.poll() is None)
                 wait_for_port(self.imap_port, lambda: self.proc.poll() is None)
                 return
             except Unavailable:
                 self.stop()
-        raise Unavailable(f"Dovecot did not start: {(self.root / 'stderr.log').read_text(errors='replace')[-500:]}"
-                          f" {self._log()[-500:]}")
+        raise Unavailable(
+            f"Dovecot did not start: {(self.root / 'stderr.log').read_text(errors='replace')[-500:]}"
+            f" {self._log()[-500:]}"
+        )
 
     def _log(self) -> str:
         try:
@@ -201,7 +228,7 @@ service imap-login {{
         c = self.client()
         try:
             c.select(f'"{mailbox}"', readonly=True)
-            typ, data = c.uid("FETCH", "1:*", "(FLAGS)")
+            _, data = c.uid("FETCH", "1:*", "(FLAGS)")
             return [d for d in data if d]
         finally:
             c.logout()
@@ -212,6 +239,7 @@ service imap-login {{
 
 
 # --- SMTP -----------------------------------------------------------------------------------------
+
 
 @dataclass
 class Captured:
@@ -258,33 +286,59 @@ class SmtpServers:
                 data = session.auth_data
                 login = data.login.decode() if getattr(data, "login", None) else ""
                 with servers.lock:
-                    servers.messages.append(Captured(envelope.mail_from, list(envelope.rcpt_tos),
-                                                     envelope.original_content or envelope.content, login))
+                    servers.messages.append(
+                        Captured(
+                            envelope.mail_from,
+                            list(envelope.rcpt_tos),
+                            envelope.original_content or envelope.content,
+                            login,
+                        )
+                    )
                 return "250 2.0.0 Accepted"
 
         def authenticator(server, session, envelope, mechanism, auth_data):
-            ok = getattr(auth_data, "login", b"") == USER.encode() and \
-                getattr(auth_data, "password", b"") == PASSWORD.encode()
+            ok = (
+                getattr(auth_data, "login", b"") == USER.encode()
+                and getattr(auth_data, "password", b"") == PASSWORD.encode()
+            )
             return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
         class StartTls(Controller):
             def factory(self):
-                return SMTP(self.handler, tls_context=server_context(), require_starttls=True,
-                            authenticator=authenticator, auth_require_tls=True, auth_required=True,
-                            decode_data=False)
+                return SMTP(
+                    self.handler,
+                    tls_context=server_context(),
+                    require_starttls=True,
+                    authenticator=authenticator,
+                    auth_require_tls=True,
+                    auth_required=True,
+                    decode_data=False,
+                )
 
         class ImplicitTls(Controller):
             def factory(self):
                 # auth_require_tls only knows STARTTLS: on an implicit TLS port the session is already TLS
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    return SMTP(self.handler, authenticator=authenticator, auth_require_tls=False,
-                                auth_required=True, decode_data=False)
+                    return SMTP(
+                        self.handler,
+                        authenticator=authenticator,
+                        auth_require_tls=False,
+                        auth_required=True,
+                        decode_data=False,
+                    )
 
         self.starttls_port, self.tls_port = free_port(), free_port()
-        plain = StartTls(Handler(), hostname="127.0.0.1", port=self.starttls_port, ready_timeout=READY_TIMEOUT)
-        implicit = ImplicitTls(Handler(), hostname="127.0.0.1", port=self.tls_port,
-                               ssl_context=server_context(), ready_timeout=READY_TIMEOUT)
+        plain = StartTls(
+            Handler(), hostname="127.0.0.1", port=self.starttls_port, ready_timeout=READY_TIMEOUT
+        )
+        implicit = ImplicitTls(
+            Handler(),
+            hostname="127.0.0.1",
+            port=self.tls_port,
+            ssl_context=server_context(),
+            ready_timeout=READY_TIMEOUT,
+        )
         for c in (plain, implicit):
             c.start()
             self.controllers.append(c)

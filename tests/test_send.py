@@ -49,8 +49,23 @@ def run(tmp_path_factory):
     inbox = base / "inbox"
     make_samples(inbox, PERIOD)
     out = base / "output"
-    assert main(["consolidate", "--inbox", str(inbox), "--out", str(out), "--period", PERIOD, "--quiet",
-                 "--units", str(units_csv)]) == 0
+    assert (
+        main(
+            [
+                "consolidate",
+                "--inbox",
+                str(inbox),
+                "--out",
+                str(out),
+                "--period",
+                PERIOD,
+                "--quiet",
+                "--units",
+                str(units_csv),
+            ]
+        )
+        == 0
+    )
     return base, units_csv, out
 
 
@@ -64,7 +79,9 @@ def test_manifest_lists_every_unit_with_status_counts_and_feedback(run):
     assert dc["file"] == "07093-duc-chinh.xlsx" and dc["feedback"] == "feedback/07093-duc-chinh.xlsx"
     assert (out / PERIOD / dc["feedback"]).is_file()
     missing = [u for u in manifest["units"] if u["status"] == "Chưa nộp"]
-    assert missing and all(u["feedback"] is None and u["file"] is None and u["errors"] is None for u in missing)
+    assert missing and all(
+        u["feedback"] is None and u["file"] is None and u["errors"] is None for u in missing
+    )
     assert set(units) >= {"07111"} and units["07111"]["status"] == "Chưa nộp"
 
 
@@ -73,8 +90,19 @@ def test_findings_json_has_the_keys_of_check_json(run):
     findings = json.loads((out / PERIOD / "findings.json").read_text(encoding="utf-8"))
     csv = pd.read_csv(out / PERIOD / "findings.csv", dtype=str, encoding="utf-8-sig", keep_default_na=False)
     assert len(findings) == len(csv)
-    keys = ["file", "unit_code", "unit_name", "sheet", "cell", "field", "value", "rule", "severity", "message",
-            "expected"]
+    keys = [
+        "file",
+        "unit_code",
+        "unit_name",
+        "sheet",
+        "cell",
+        "field",
+        "value",
+        "rule",
+        "severity",
+        "message",
+        "expected",
+    ]
     assert all(list(f)[: len(keys)] == keys for f in findings)
     total = next(f for f in findings if f["unit_code"] == "07093" and f["rule"] == "total-mismatch")
     assert total["cell"] == "D16" and total["expected"] == 828
@@ -83,13 +111,31 @@ def test_findings_json_has_the_keys_of_check_json(run):
 @pytest.fixture
 def letters(run, tmp_path, capsys):
     """`tonghop send` without --send: the .eml files of the run, parsed."""
-    base, units_csv, out = run
+    _, units_csv, out = run
     config = tmp_path / "tonghop.toml"
-    config.write_text(f'[mail]\naddress = "{OFFICE}"\nname = "Phòng Giáo dục và Đào tạo thị xã Đông Triều"\n'
-                      f'[deadlines]\n"{PERIOD}" = 2099-07-20\n', encoding="utf-8")
+    config.write_text(
+        f'[mail]\naddress = "{OFFICE}"\nname = "Phòng Giáo dục và Đào tạo thị xã Đông Triều"\n'
+        f'[deadlines]\n"{PERIOD}" = 2099-07-20\n',
+        encoding="utf-8",
+    )
     templates = tmp_path / "input_templates"
-    code = main(["send", "--period", PERIOD, "--out", str(out), "--units", str(units_csv), "--config", str(config),
-                 "--templates", str(templates), "--store", str(tmp_path / "lich-su.sqlite")])
+    code = main(
+        [
+            "send",
+            "--period",
+            PERIOD,
+            "--out",
+            str(out),
+            "--units",
+            str(units_csv),
+            "--config",
+            str(config),
+            "--templates",
+            str(templates),
+            "--store",
+            str(tmp_path / "lich-su.sqlite"),
+        ]
+    )
     printed = capsys.readouterr().out
     folder = out / PERIOD / "thu-gui"
     emls = {p.name: p.read_bytes() for p in sorted(folder.glob("*.eml"))}
@@ -99,7 +145,12 @@ def letters(run, tmp_path, capsys):
 def test_send_writes_letters_for_review_and_sends_nothing(letters):
     code, printed, emls, _, _ = letters
     assert code == 1  # units without an address are listed
-    assert set(emls) == {"07093-phan-hoi.eml", "07069-phan-hoi.eml", "07072-phan-hoi.eml", "07111-nhac-nop.eml"}
+    assert set(emls) == {
+        "07093-phan-hoi.eml",
+        "07069-phan-hoi.eml",
+        "07072-phan-hoi.eml",
+        "07111-nhac-nop.eml",
+    }
     assert "chưa có địa chỉ thư" in printed and "Chưa gửi thư nào" in printed
 
 
@@ -108,11 +159,15 @@ def test_feedback_letter_lists_the_errors_and_carries_the_feedback_workbook(lett
     raw = emls["07093-phan-hoi.eml"]
     assert raw.isascii() and b"\r\n" in raw  # 7-bit, CRLF: encoded headers and bodies
     msg = parse(raw)
-    assert msg["Subject"].startswith("Báo cáo kết quả tổ chức, hoạt động trung tâm học tập cộng đồng "
-                                     "6 tháng đầu năm 2020 - Phường Đức Chính: Có ")
+    assert msg["Subject"].startswith(
+        "Báo cáo kết quả tổ chức, hoạt động trung tâm học tập cộng đồng "
+        "6 tháng đầu năm 2020 - Phường Đức Chính: Có "
+    )
     assert msg["Subject"].endswith(" lỗi cần sửa")
-    assert [a.addr_spec for a in msg["To"].addresses] == ["tthtcd.ducchinh@gmail.com",
-                                                         "ubnd.ducchinh@dongtrieu.test"]
+    assert [a.addr_spec for a in msg["To"].addresses] == [
+        "tthtcd.ducchinh@gmail.com",
+        "ubnd.ducchinh@dongtrieu.test",
+    ]
     assert msg["From"].addresses[0].display_name == "Phòng Giáo dục và Đào tạo thị xã Đông Triều"
     assert msg["Message-ID"].endswith("@dongtrieu.test>") and msg["Date"]
     body = msg.get_body(("plain",)).get_content()
@@ -130,8 +185,10 @@ def test_feedback_letter_lists_the_errors_and_carries_the_feedback_workbook(lett
 def test_reminder_carries_the_units_template(letters):
     _, _, emls, templates, _ = letters
     msg = parse(emls["07111-nhac-nop.eml"])
-    assert msg["Subject"] == ("Nhắc nộp báo cáo kết quả tổ chức, hoạt động trung tâm học tập cộng đồng 6 tháng "
-                              "đầu năm 2020 - Xã Hồng Thái Đông")
+    assert msg["Subject"] == (
+        "Nhắc nộp báo cáo kết quả tổ chức, hoạt động trung tâm học tập cộng đồng 6 tháng "
+        "đầu năm 2020 - Xã Hồng Thái Đông"
+    )
     body = msg.get_body(("plain",)).get_content()
     assert "chưa nhận được" in body and "Hạn nộp báo cáo: ngày 20/07/2099." in body
     (part,) = list(msg.iter_attachments())
@@ -141,13 +198,26 @@ def test_reminder_carries_the_units_template(letters):
 @pytest.mark.parametrize(
     ("finding", "lines"),
     [
-        ({"sheet": "Hiệu quả", "cell": "B6", "message": "Sai.", "value": 2.215, "expected": 2215},
-         ["1. Trang «Hiệu quả», ô B6:", "   Sai.", "   Đơn vị đã ghi: 2,215", "   Giá trị đúng: 2.215"]),
-        ({"sheet": "Kết quả hoạt động", "cell": "D16", "message": "Tổng sai.", "value": "8.28",
-          "suggestion": 828},
-         ["1. Trang «Kết quả hoạt động», ô D16:", "   Tổng sai.", "   Đơn vị đã ghi: 8.28", "   Có thể là: 828"]),
-        ({"file": "x.xls", "message": "Tệp hỏng.", "value": None},
-         ["1. Tệp «x.xls»:", "   Tệp hỏng."]),
+        (
+            {"sheet": "Hiệu quả", "cell": "B6", "message": "Sai.", "value": 2.215, "expected": 2215},
+            ["1. Trang «Hiệu quả», ô B6:", "   Sai.", "   Đơn vị đã ghi: 2,215", "   Giá trị đúng: 2.215"],
+        ),
+        (
+            {
+                "sheet": "Kết quả hoạt động",
+                "cell": "D16",
+                "message": "Tổng sai.",
+                "value": "8.28",
+                "suggestion": 828,
+            },
+            [
+                "1. Trang «Kết quả hoạt động», ô D16:",
+                "   Tổng sai.",
+                "   Đơn vị đã ghi: 8.28",
+                "   Có thể là: 828",
+            ],
+        ),
+        ({"file": "x.xls", "message": "Tệp hỏng.", "value": None}, ["1. Tệp «x.xls»:", "   Tệp hỏng."]),
     ],
 )
 def test_finding_lines_keep_known_and_guessed_apart(finding, lines):
@@ -169,24 +239,44 @@ def _config(tmp_path, smtp, security="starttls", units_csv=None) -> Path:
     path.write_text(
         f'[mail]\naddress = "{OFFICE}"\nname = "Phòng Giáo dục và Đào tạo thị xã Đông Triều"\n'
         f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "{security}"\nper_minute = 0\n'
-        f'ca_file = "{smtp.cert}"\n', encoding="utf-8")
+        f'ca_file = "{smtp.cert}"\n',
+        encoding="utf-8",
+    )
     return path
 
 
 @pytest.mark.parametrize("security", ["starttls", "tls"])
-def test_send_delivers_each_letter_once_and_reports_each_recipient(run, smtp, tmp_path, capsys, monkeypatch,
-                                                                  security):
+def test_send_delivers_each_letter_once_and_reports_each_recipient(
+    run, smtp, tmp_path, capsys, monkeypatch, security
+):
     base, units_csv, out = run
     monkeypatch.setenv("TONGHOP_SMTP_PASSWORD", PASSWORD)
     store = tmp_path / "lich-su.sqlite"
-    args = ["send", "--period", PERIOD, "--out", str(out), "--units", str(units_csv), "--templates",
-            str(tmp_path / "tpl"), "--store", str(store), "--config", str(_config(tmp_path, smtp, security)),
-            "--send"]
+    args = [
+        "send",
+        "--period",
+        PERIOD,
+        "--out",
+        str(out),
+        "--units",
+        str(units_csv),
+        "--templates",
+        str(tmp_path / "tpl"),
+        "--store",
+        str(store),
+        "--config",
+        str(_config(tmp_path, smtp, security)),
+        "--send",
+    ]
     assert main(args) == 1  # a refusal and a retry need the officer's attention
     printed = capsys.readouterr().out
     captured = smtp.take()
     got = {rcpt: parse(c.data) for c in captured for rcpt in c.rcpt_tos}
-    assert set(got) == {"tthtcd.ducchinh@gmail.com", "ubnd.ducchinh@dongtrieu.test", "tthtcd.hongthaidong@dongtrieu.test"}
+    assert set(got) == {
+        "tthtcd.ducchinh@gmail.com",
+        "ubnd.ducchinh@dongtrieu.test",
+        "tthtcd.hongthaidong@dongtrieu.test",
+    }
     assert {c.login for c in captured} == {OFFICE} and {c.mail_from for c in captured} == {OFFICE}
     # what was sent is what the officer could review
     eml = parse((out / PERIOD / "thu-gui" / "07093-phan-hoi.eml").read_bytes())
@@ -198,9 +288,13 @@ def test_send_delivers_each_letter_once_and_reports_each_recipient(run, smtp, tm
     assert "sẽ thử lại" in printed and "busy.dongtrieu@dongtrieu.test" in printed
     with sqlite3.connect(store) as c:
         rows = dict(c.execute("SELECT recipient, status FROM mail_sent"))
-    assert rows == {"tthtcd.ducchinh@gmail.com": "sent", "ubnd.ducchinh@dongtrieu.test": "sent",
-                    "tthtcd.hongthaidong@dongtrieu.test": "sent", "refuse.maokhe@dongtrieu.test": "refused",
-                    "busy.dongtrieu@dongtrieu.test": "retry"}
+    assert rows == {
+        "tthtcd.ducchinh@gmail.com": "sent",
+        "ubnd.ducchinh@dongtrieu.test": "sent",
+        "tthtcd.hongthaidong@dongtrieu.test": "sent",
+        "refuse.maokhe@dongtrieu.test": "refused",
+        "busy.dongtrieu@dongtrieu.test": "retry",
+    }
     # a rerun sends nothing twice: only the refused and the deferred are tried again
     assert main(args) == 1
     again = smtp.take()
@@ -215,16 +309,33 @@ def test_send_delivers_each_letter_once_and_reports_each_recipient(run, smtp, tm
     table.to_csv(fixed, index=False)
     assert main([*args[:6], str(fixed), *args[7:]]) == 1  # units without an address are still listed
     third = smtp.take()
-    assert sorted(r for c in third for r in c.rcpt_tos) == ["tthtcd.dongtrieu@dongtrieu.test",
-                                                            "tthtcd.maokhe@dongtrieu.test"]
+    assert sorted(r for c in third for r in c.rcpt_tos) == [
+        "tthtcd.dongtrieu@dongtrieu.test",
+        "tthtcd.maokhe@dongtrieu.test",
+    ]
 
 
 def test_a_wrong_password_sends_nothing(run, smtp, tmp_path, capsys, monkeypatch):
     _, units_csv, out = run
     monkeypatch.setenv("TONGHOP_SMTP_PASSWORD", "sai")
-    code = main(["send", "--period", PERIOD, "--out", str(out), "--units", str(units_csv), "--templates",
-                 str(tmp_path / "tpl"), "--store", str(tmp_path / "s.sqlite"), "--config",
-                 str(_config(tmp_path, smtp)), "--send"])
+    code = main(
+        [
+            "send",
+            "--period",
+            PERIOD,
+            "--out",
+            str(out),
+            "--units",
+            str(units_csv),
+            "--templates",
+            str(tmp_path / "tpl"),
+            "--store",
+            str(tmp_path / "s.sqlite"),
+            "--config",
+            str(_config(tmp_path, smtp)),
+            "--send",
+        ]
+    )
     assert code == 3 and "không chấp nhận tên đăng nhập hoặc mật khẩu" in capsys.readouterr().err
     assert smtp.take() == []
 
@@ -240,8 +351,15 @@ def test_sending_waits_between_letters_as_configured(run, smtp, tmp_path, monkey
     units = load_units(units_csv)
     server = Server("smtp", "127.0.0.1", smtp.tls_port, "tls", OFFICE, "X", smtp.cert)
     config = MailConfig(OFFICE, "Phòng", None, server, per_minute=30)
-    letters, _ = prepare_letters(load_definition(), units, unit_addresses(units, units_csv), config,
-                                 out / PERIOD, tmp_path / "tpl", PERIOD)
+    letters, _ = prepare_letters(
+        load_definition(),
+        units,
+        unit_addresses(units, units_csv),
+        config,
+        out / PERIOD,
+        tmp_path / "tpl",
+        PERIOD,
+    )
     now, waits = [100.0], []
 
     def sleep(seconds):
