@@ -96,7 +96,6 @@ class Dovecot:
     cert: Path
     imaps_port: int = 0
     imap_port: int = 0
-    proc: subprocess.Popen | None = None
 
     def start(self) -> None:
         if not Path(DOVECOT).exists():
@@ -160,20 +159,39 @@ service imap-login {{
 }}
 """)
             (self.root / "state").mkdir(exist_ok=True)
-            log = (self.root / "stderr.log").open("ab")
-            self.proc = subprocess.Popen(
-                [DOVECOT, "-F", "-c", str(conf)], stdout=log, stderr=log, start_new_session=True
-            )
-            try:
-                wait_for_port(self.imaps_port, lambda: self.proc.poll() is None)
-                wait_for_port(self.imap_port, lambda: self.proc.poll() is None)
-                return
-            except Unavailable:
-                self.stop()
-        raise Unavailable(
-            f"Dovecot did not start: {(self.root / 'stderr.log').read_text(errors='replace')[-500:]}"
-            f" {self._log()[-500:]}"
-        )
+            # Dovecot daemonizes itself: its master is not a child of the test process (tests that
+            # count their own child processes stay right), and is stopped by the pid it writes.
+            with (self.root / "stderr.log").open("ab") as log:
+                started = subprocess.run([DOVECOT, "-c", str(conf)], stdout=log, stderr=log, timeout=120,
+                                         check=False)
+            if started.returncode == 0:
+                try:
+                    wait_for_port(self.imaps_port, self._alive)
+                    wait_for_port(self.imap_port, self._alive)
+                    return
+                except Unavailable:
+                    pass
+            self.stop()
+        errors = (self.root / "stderr.log").read_text(errors="replace")[-500:]
+        raise Unavailable(f"Dovecot did not start: {errors} {self._log()[-500:]}")
+
+    def _pid(self) -> int | None:
+        try:
+            return int((self.root / "run" / "master.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def _alive(self) -> bool:
+        pid = self._pid()
+        if pid is None:
+            return True  # not written yet: the port wait's own deadline bounds this
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
     def _log(self) -> str:
         try:
@@ -182,14 +200,19 @@ service imap-login {{
             return ""
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+        """SIGTERM to Dovecot's master, then wait (bounded) until it is gone."""
+        pid = self._pid()
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                os.kill(pid, 0)  # raises ProcessLookupError once it has exited
+                time.sleep(0.05)  # polling for the exit of a process that is not our child
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            (self.root / "run" / "master.pid").unlink()
 
     # --- what the tests do with the mailbox ------------------------------------------------------
     def client(self) -> imaplib.IMAP4_SSL:
