@@ -453,3 +453,38 @@ def test_a_message_the_parser_chokes_on_is_reported_and_the_fetch_goes_on(setup,
 def test_the_example_config_is_valid():
     config = load_config(Path(__file__).resolve().parents[1] / "tonghop.example.toml")
     assert config.imap.host == "imap.gmail.com" and config.smtp.port == 465 and "2020-H1" in config.deadlines
+
+
+def test_tonghop_fetch_command(setup, tmp_path, capsys):
+    import pandas as pd
+
+    from pipeline.cli import main
+    from pipeline.definition import DEFAULT_UNITS
+
+    units = pd.read_csv(DEFAULT_UNITS, dtype=str, keep_default_na=False)
+    units["email"] = units["unit_code"].map({"07093": f"Khác@x.test; {DUC_CHINH.upper()}"}).fillna("")
+    units.to_csv(tmp_path / "units.csv", index=False)
+    config = tmp_path / "tonghop.toml"
+    config.write_text(
+        f'[mail]\naddress = "{OFFICE}"\n[imap]\nhost = "127.0.0.1"\nport = {setup.imap.imap_port}\n'
+        f'security = "starttls"\nmailbox = "{setup.mailbox}"\nca_file = "{setup.imap.cert}"\n',
+        encoding="utf-8",
+    )
+    setup.deliver(message(DUC_CHINH, attachment(book("cli"), rfc2047("Báo cáo Đức Chính.xlsx"))))
+    args = [
+        "fetch",
+        "--period",
+        "2020-H1",
+        "--units",
+        str(tmp_path / "units.csv"),
+        "--config",
+        str(config),
+        "--store",
+        str(setup.store_path),
+        "--inbox",
+        str(setup.inbox),
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Phường Đức Chính" in out and "Báo cáo Đức Chính.xlsx" in out and "Đã lưu 1 tệp" in out
+    assert main(args) == 0 and "0 thư mới" in capsys.readouterr().out
