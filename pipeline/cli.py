@@ -17,6 +17,7 @@ from pipeline.definition import (
 )
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_OUTPUT = 0, 1, 2, 3
+DEFAULT_STORE = Path("output") / "lich-su.sqlite"
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -50,7 +51,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1),
                    help="số tiến trình đọc tệp và ghi kết quả (mặc định: số lõi, tối đa 4)")
     p.add_argument("--quiet", action="store_true", help="không hiện thanh tiến độ")
+    _mail_parsers(sub)
     return parser
+
+
+def _mail_parsers(sub) -> None:
+    """`fetch` and `send`: the office mailbox (settings in tonghop.toml)."""
+    p = sub.add_parser("fetch", help="lấy các tệp báo cáo đính kèm từ hộp thư của Phòng vào hộp thư báo cáo")
+    _common(p)
+    p.add_argument("--period", required=True, help="kỳ báo cáo, ví dụ 2020-H1")
+    p.add_argument("--inbox", type=Path, help="thư mục lưu tệp (mặc định: inbox/<kỳ báo cáo>)")
+    p.add_argument("--config", type=Path, default=Path("tonghop.toml"), help="tệp cấu hình hộp thư")
+    p.add_argument("--store", type=Path, default=DEFAULT_STORE, help="tệp lịch sử (SQLite)")
+    p.add_argument("--mark-seen", action="store_true", help="đánh dấu «đã đọc» các thư đã lấy về")
+    p = sub.add_parser("send", help="soạn (và gửi) thư phản hồi cho từng đơn vị sau khi tổng hợp")
+    _common(p)
+    p.add_argument("--period", required=True, help="kỳ báo cáo, ví dụ 2020-H1")
+    p.add_argument("--out", type=Path, default=Path("output"), help="thư mục kết quả của lần tổng hợp")
+    p.add_argument("--templates", type=Path, default=Path("input_templates"), help="thư mục mẫu báo cáo")
+    p.add_argument("--config", type=Path, default=Path("tonghop.toml"), help="tệp cấu hình hộp thư")
+    p.add_argument("--store", type=Path, default=DEFAULT_STORE, help="tệp lịch sử (SQLite)")
+    p.add_argument("--deadline", help="hạn nộp hoặc nộp lại, ví dụ 2020-07-20 (mặc định: theo tonghop.toml)")
+    p.add_argument("--send", action="store_true",
+                   help="gửi thư qua máy chủ SMTP (mặc định: chỉ ghi các tệp .eml để xem trước)")
 
 
 def _progress(quiet: bool):
@@ -210,7 +233,20 @@ def cmd_templates(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"templates": cmd_templates, "check": cmd_check, "consolidate": cmd_consolidate}
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from pipeline.mailcli import run_fetch
+
+    return run_fetch(args)
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from pipeline.mailcli import run_send
+
+    return run_send(args)
+
+
+COMMANDS = {"templates": cmd_templates, "check": cmd_check, "consolidate": cmd_consolidate,
+            "fetch": cmd_fetch, "send": cmd_send}
 
 
 def main(argv: list[str] | None = None) -> int:

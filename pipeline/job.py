@@ -40,6 +40,7 @@ from pipeline.outputs import (
     VALUES_COLUMNS,
     VALUES_HEADERS,
     findings_table,
+    manifest_units,
     show_plain,
     values_table,
     wide_table,
@@ -592,6 +593,7 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
             },
             "outputs": [p.name for p in district_files] + ["values.csv", "findings.csv"],
             "timings": {k: round(v, 3) for k, v in stages.items()},
+            "units": manifest_units(cons.units, links),
         },
     )
     missing = cons.units.loc[cons.units["status"] == STATUS_MISSING, "full_name"].tolist()

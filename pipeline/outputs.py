@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.atomic import atomic_path, write_text
+from pipeline.consolidate import RECEIVED
 from pipeline.findings import SEVERITY_VN, public
 from pipeline.text import per_distinct
 
@@ -197,3 +198,28 @@ def write_findings_json(findings: pd.DataFrame, target: Path) -> None:
 def write_manifest(target: Path, manifest: dict) -> None:
     write_text(target, json.dumps(manifest, ensure_ascii=False, indent=2, default=str) + "\n")
 
+
+def _plain(v: object) -> object:
+    """A JSON-ready scalar: NaN/NA → None, numpy numbers → Python numbers."""
+    if v is None or (pd.api.types.is_scalar(v) and pd.isna(v)):
+        return None
+    return v.item() if hasattr(v, "item") else v
+
+
+def manifest_units(table: pd.DataFrame, links: dict[str, str]) -> list[dict]:
+    """manifest.json's `units`: one object per unit of the list (the status sheet's rows) with
+    unit_code, unit_name (full name), status, file, errors, warnings, feedback (path relative to the
+    output folder, or None). `tonghop send` writes its letters from these."""
+    out = []
+    for r in table.to_dict("records"):
+        received = r.get("status") in RECEIVED
+        out.append({
+            "unit_code": r["unit_code"],
+            "unit_name": r.get("full_name") or r["unit_name"],
+            "status": r.get("status"),
+            "file": _plain(r.get("file")),
+            "errors": int(_plain(r.get("errors")) or 0) if received else None,
+            "warnings": int(_plain(r.get("warnings")) or 0) if received else None,
+            "feedback": links.get(r["unit_code"]),
+        })
+    return out

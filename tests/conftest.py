@@ -53,3 +53,30 @@ def soffice_convert(tmp_path_factory):
         return out
 
     return convert
+
+
+@pytest.fixture(scope="session")
+def mail_servers():
+    """Dovecot (IMAP) and aiosmtpd (SMTP) on loopback, started once (tests/mailservers.py); skips the
+    test, saying why, where they cannot run."""
+    import tempfile
+
+    from mailservers import Dovecot, SmtpServers, Unavailable, make_certificate
+
+    root = Path(tempfile.mkdtemp(prefix="tonghop-mail-"))
+    root.chmod(0o755)  # Dovecot's mail user (not root) walks into its maildir below
+    imap = smtp = None
+    try:
+        cert, _ = make_certificate(root)
+        imap, smtp = Dovecot(root / "dovecot", cert), SmtpServers(cert)
+        imap.start()
+        smtp.start()
+    except Unavailable as exc:
+        reason = str(exc)
+    else:
+        reason = None
+    yield (imap, smtp) if reason is None else reason
+    for server in (imap, smtp):
+        if server is not None:
+            server.stop()
+    shutil.rmtree(root, ignore_errors=True)
