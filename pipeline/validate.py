@@ -199,7 +199,7 @@ def _total_findings(definition: Definition, df: pd.DataFrame, wide: pd.DataFrame
     return pd.DataFrame({"submission": hit["submission"].to_numpy(), "field": hit["field"].to_numpy(),
                          "cell": hit["cell"].to_numpy(), "value": hit["raw"].to_numpy(),
                          "rule": "total-mismatch", "expected": expected[bad],
-                         "formula": [definition.total_formula(f) for f in hit["field"]]})
+                         "detail": [definition.total_formula(f) for f in hit["field"]]})
 
 
 def _text_findings(definition: Definition, df: pd.DataFrame, wide: pd.DataFrame) -> pd.DataFrame:

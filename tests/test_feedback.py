@@ -132,3 +132,19 @@ def test_a_filled_feedback_workbook_can_be_sent_back_as_is(definition, tmp_path,
     assert result.submissions["unit_code"].tolist() == [code]
     got = result.values.set_index("field")["value"]
     assert got["households"] == values["households"] and got["total.participants"] > 0
+
+
+def test_a_cross_check_marks_every_cell_it_involves(definition):
+    """Poor + near-poor > households: the three cells are coloured, each with the message."""
+    values = plausible("07093") | {"poor_households": 2000, "near_poor_households": 900}
+    finding = {c: None for c in FINDING_COLUMNS} | {
+        "field": "poor_households", "also": "near_poor_households households", "severity": "error",
+        "rule": "poor-exceeds-households", "message": "Số hộ nghèo và cận nghèo cộng lại lớn hơn tổng số hộ."}
+    buf = io.BytesIO()
+    feedback.render(definition, buf, PERIOD, UNIT, values, pd.DataFrame([finding]))
+    ws = openpyxl.load_workbook(io.BytesIO(buf.getvalue()))["Hiệu quả"]
+    for fid in ("poor_households", "near_poor_households"):
+        cell = ws[definition.fields[fid].cell]
+        assert cell.comment is not None and "lớn hơn tổng số hộ" in cell.comment.text
+    hh = openpyxl.load_workbook(io.BytesIO(buf.getvalue()))["Thông tin chung"][definition.fields["households"].cell]
+    assert hh.comment is not None and "lớn hơn tổng số hộ" in hh.comment.text

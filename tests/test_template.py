@@ -342,3 +342,11 @@ def test_libreoffice_round_trip_keeps_layout(fmt, converted, books, definition):
     assert general[definition.role("unit_name").row - 1][1] == "Phường Đức Chính"
     meta = dict((r[0], r[1]) for r in after.get_sheet_by_name(META_SHEET).to_python())
     assert meta["unit_code"] == "07093"
+
+
+def test_sections_are_in_the_official_order(definition, unit_wb):
+    """I Đặc điểm, II Kết quả hoạt động, III Huy động xã hội, IV Hiệu quả, V Phương hướng (the seed's order)."""
+    names = ["Thông tin chung", "Kết quả hoạt động", "Huy động xã hội", "Hiệu quả", "Phương hướng"]
+    assert [s.name for s in definition.sheets] == names
+    assert [n for n in unit_wb.sheetnames if n in names] == names
+    assert [s.title.split(".")[0] for s in definition.sheets] == ["I", "II", "III", "IV", "V"]
