@@ -61,6 +61,7 @@ class Summary:
     feedback_files: int
     timings: dict[str, float] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
+    samples: list[str] = field(default_factory=list)  # files marked as made-up samples (SAMPLE_KEY)
 
 
 def discover(inbox: Path) -> tuple[list[str], list[str]]:
@@ -536,4 +537,5 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
         len(links),
         stages,
         missing,
+        subs.loc[subs["sample"], "file"].tolist(),
     )
