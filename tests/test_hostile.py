@@ -64,6 +64,7 @@ def read_findings(out: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.slow
 def test_bad_files_get_one_finding_each_and_good_files_still_consolidate(tmp_path, capsys):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -100,6 +101,7 @@ def test_bad_files_get_one_finding_each_and_good_files_still_consolidate(tmp_pat
     assert "Có lỗi" in rows["07099"] and "Đạt" in rows["07096"]
 
 
+@pytest.mark.slow
 def test_formula_strings_from_wards_stay_text_in_every_output(tmp_path):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -137,6 +139,7 @@ def test_formula_strings_from_wards_stay_text_in_every_output(tmp_path):
                     assert not v.startswith(("=", "+", "-", "@", "\t", "\r")), (name, v)
 
 
+@pytest.mark.slow
 def test_file_names_cannot_escape_the_output_folder(tmp_path):
     inbox = tmp_path / "inbox"
     (inbox / "a").mkdir(parents=True)
@@ -195,6 +198,7 @@ CELL_VALUES = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(
     max_examples=int(os.environ.get("TONGHOP_PROPERTY_EXAMPLES", "10")),
     deadline=None,
