@@ -12,6 +12,7 @@ Standard library only, and no syntax newer than Python 3.6, so that an older Pyt
 Vietnamese that it is too old.
 """
 
+import contextlib
 import datetime
 import os
 import re
@@ -104,8 +105,9 @@ def consolidate_args(period, inbox):
     return ["consolidate", "--period", period, "--inbox", str(inbox), "--out", "output"]
 
 
-def ask_period(default, ask=input):
-    """The period the officer types (Enter: `default`), asked again until it is one."""
+def ask_period(default, ask=None):
+    """The period the officer types (Enter: `default`), asked again until it is one; `ask` is input()."""
+    ask = ask or input
     prompt = f"Kỳ báo cáo cần tổng hợp (ví dụ 2020-H1, 2020-H2, 2021; bấm Enter để chọn {default}): "
     while True:
         answer = ask(prompt).strip().upper() or default
@@ -140,12 +142,18 @@ def main(argv=None):
             status = run_tonghop(argv) if argv else _double_click(ROOT)
         else:
             status = 3
-        if not argv:
-            input("\nBấm Enter để đóng cửa sổ này…")
     except (KeyboardInterrupt, EOFError):
         print("\nĐã dừng.")
         return 130
+    if not argv:
+        _pause()
     return status
+
+
+def _pause():
+    """Wait for Enter, so that a double-clicked window stays open until the officer has read it."""
+    with contextlib.suppress(KeyboardInterrupt, EOFError):
+        input("\nBấm Enter để đóng cửa sổ này…")
 
 
 if __name__ == "__main__":

@@ -104,3 +104,16 @@ def test_pass_through_runs_tonghop_of_the_project(tmp_path):
                           capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("tonghop ")
+
+
+def test_a_double_click_consolidates_the_proposed_period_and_waits(project, monkeypatch, capsys):
+    ran = []
+    monkeypatch.setattr(launcher, "ROOT", project)
+    monkeypatch.setattr(launcher, "is_installed", lambda root=None: True)
+    monkeypatch.setattr(launcher, "run_tonghop", lambda args, root=None: ran.append(args) or 1)
+    prompts = []
+    monkeypatch.setattr("builtins.input", lambda prompt="": prompts.append(prompt) or "")
+    assert launcher.main([]) == 1
+    assert ran == [["consolidate", "--period", "2020-H1", "--inbox", str(Path("samples") / "2020-H1"),
+                    "--out", "output"]]
+    assert "bấm Enter để chọn 2020-H1" in prompts[0] and "Bấm Enter để đóng cửa sổ này" in prompts[-1]
