@@ -178,7 +178,7 @@ def build_units(rows: list[tuple[int, list[str]]], where: str = "Danh sách đơ
     if repeated:
         raise UnitsError(f"{where}: dòng tiêu đề (dòng {header_line}) có cột trùng tên: "
                          f"{', '.join(repeated)}.")
-    body = [(line, cells) for line, cells in rows[h + 1:] if any(c.strip() for c in cells)]
+    body = [(line, cells) for line, cells in rows[h + 1:] if "".join(cells).strip()]
     if not body:
         raise UnitsError(f"{where} chỉ có dòng tiêu đề, chưa có đơn vị nào. Đề nghị thêm mỗi đơn vị "
                          "một dòng.")
@@ -192,7 +192,7 @@ def build_units(rows: list[tuple[int, list[str]]], where: str = "Danh sách đơ
     table = pd.DataFrame(
         [[cells[i] if i < len(cells) else "" for i in keep] for _, cells in body],
         columns=[names[i] for i in keep],
-        dtype=object,
+        dtype=str,  # per_distinct skips its type scan for text columns
     )
     df = pd.DataFrame({c: per_distinct(table[c], nfc) for c in table.columns}, index=lines)
     for c in REQUIRED_VALUES:
@@ -227,12 +227,15 @@ def build_units(rows: list[tuple[int, list[str]]], where: str = "Danh sách đơ
 def _restore_zeros(codes: pd.Series, least: int) -> tuple[pd.Series, list[int]]:
     """Codes padded with zeros to the column's width (its longest all-digit code, at least `least`), and
     the rows (index labels) padded. Codes with other characters than digits are left as they are."""
-    digits = codes.str.fullmatch(r"\d+")
-    if not digits.any():
+    numeric = [c for c in pd.unique(codes) if c.isascii() and c.isdigit()]
+    if not numeric:
         return codes, []
-    width = max(least, int(codes[digits].str.len().max()))
-    short = digits & (codes.str.len() < width)
-    return codes.where(~short, codes.str.zfill(width)), codes.index[short].tolist()
+    width = max(least, *map(len, numeric))
+    padded = {c: c.zfill(width) for c in numeric if len(c) < width}
+    if not padded:
+        return codes, []
+    short = codes.isin(list(padded))
+    return codes.replace(padded), codes.index[short].tolist()
 
 
 def match_unit(units: pd.DataFrame, name: str) -> pd.Series | None:
