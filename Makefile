@@ -1,5 +1,6 @@
 # One-line wrappers around the `tonghop` command. Every target sets up .venv/ first (once), quietly:
 # one line says what is happening, the detail goes to .venv/install.log (its end is shown on failure).
+# As root on Debian (CI) it installs python3-venv when Python lacks it.
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
@@ -24,7 +25,9 @@ help:
 $(STAMP): pyproject.toml
 	@echo "Đang cài đặt tonghop vào $(VENV)/, khoảng 1 phút… (chi tiết: $(LOG))"
 	@mkdir -p $(VENV)
-	@( set -e; test -x $(PY) || python3 -m venv $(VENV); \
+	@( set -e; test -x $(PY) || python3 -m venv $(VENV) || { [ "$$(id -u)" = 0 ] && command -v apt-get && \
+	     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv && \
+	     python3 -m venv $(VENV); }; \
 	   $(PY) -m pip install --upgrade pip; \
 	   $(PY) -m pip install -e '.[test]' ) > $(LOG) 2>&1 || \
 	 { echo "Cài đặt không thành công. Cuối nhật ký $(LOG):"; tail -n 25 $(LOG); exit 1; }
