@@ -439,3 +439,13 @@ def test_console_script_argument_error_has_no_traceback(tmp_path):
     done = subprocess.run(exe, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and "tham số --timeout" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("received", "errors", "strict", "status"),
+    [(18, 3, False, 0), (18, 0, True, 0), (18, 3, True, 1), (0, 0, False, 1)],
+)
+def test_consolidate_exit_status_says_when_the_figures_need_attention(received, errors, strict, status):
+    from types import SimpleNamespace
+
+    assert cli._consolidate_status(SimpleNamespace(received=received, errors=errors), strict) == status
