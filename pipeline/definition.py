@@ -24,6 +24,7 @@ GENERIC_RULES = SCHEMAS_DIR / "rules.yaml"
 
 META_SHEET = "_tonghop"  # the template's hidden sheet: key in column A, value in column B
 META_KEYS = ("template_id", "template_version", "unit_code", "period")
+SAMPLE_KEY = "sample"  # meta key written only by the samples generator ("1"): the figures are made up
 RESERVED_SHEETS = {META_SHEET, "Hướng dẫn", "Góp ý"}  # written by the renderer around the report's sheets
 _BAD_SHEET_CHARS = re.compile(r"[\[\]:*?/\\]")
 TYPES = {"integer", "decimal", "percent", "text", "date", "choice"}

@@ -120,8 +120,7 @@ def identify(
                     "detail": period,
                 }
             )
-        row = {"submission": sub, "period": got_period, "in_period": not period or got_period == period,
-               "sample": _clean(meta.get("sample")) == "1"}
+        row = {"submission": sub, "period": got_period, "in_period": not period or got_period == period}
         if unit is not None:
             u = unit | {"unit_code": code}
             row |= {c: u.get(c, "") for c in SUBMISSION_UNIT_COLUMNS}
@@ -130,7 +129,7 @@ def identify(
             row |= {c: "" for c in SUBMISSION_UNIT_COLUMNS}
             row["unit_name"] = name or code
         rows.append(row)
-    columns = ["submission", "period", "in_period", "sample", *SUBMISSION_UNIT_COLUMNS]
+    columns = ["submission", "period", "in_period", *SUBMISSION_UNIT_COLUMNS]
     frame = pd.DataFrame(rows, columns=columns)
     frame = frame.set_index("submission")
     return frame, findings

@@ -77,6 +77,7 @@ class Summary:
     self_test: list[str] = field(default_factory=list)  # district figures that failed the self-test
     left_out: int = 0  # values of counted files left out of the district figures (the counting rule)
     period: str = ""
+    samples: list[str] = field(default_factory=list)  # files marked as made-up samples (SAMPLE_KEY)
 
     @property
     def no_file_of_period(self) -> bool:
@@ -616,5 +617,6 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
         int(((cons.values["counted"] == "Không") & cons.values["submission"].isin(
             subs.index[subs["chosen"]])).sum()),
         period,
+        samples=subs.loc[subs["sample"].astype(bool), "file"].tolist(),
     )
     return summary

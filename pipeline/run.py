@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.definition import Definition
+from pipeline.definition import SAMPLE_KEY, Definition
 from pipeline.findings import make_findings
 from pipeline.guard import Limits, inspect_file
 from pipeline.identify import SUBMISSION_UNIT_COLUMNS, identify
@@ -154,6 +154,8 @@ def check_files(
     findings = pd.concat([findings, pd.DataFrame(id_found + structural)], ignore_index=True)
     file_df = pd.DataFrame({"file": names, "path": [str(p) for p in paths]})
     submissions = submissions.join(file_df, how="left")
+    samples = {i for i, raw in subs if raw.meta.get(SAMPLE_KEY) == "1"}
+    submissions["sample"] = submissions.index.isin(list(samples))
     result = Result(
         file_df,
         submissions,

@@ -1,9 +1,13 @@
-"""Deterministic sample inbox: `python -m pipeline.samples --period 2020-H1 --out inbox`.
+"""Deterministic sample inbox: `python -m pipeline.samples --period 2020-H1 --out samples/2020-H1`.
 
 Phường Đức Chính sends the seed report's own figures, typed as the seed shows them ("02", "8.28",
 "2.379", "gần 8.000"); most other units send plausible figures; a few make the typical slips of
-DOMAIN.md; a few send nothing. `SAMPLES` says what each file is meant to carry, so a test can check
-that the committed inbox still reads as intended.
+DOMAIN.md; a few send nothing. `make_samples` says what each file is meant to carry, so a test can
+check that the committed samples still read as intended.
+
+Every sample workbook says in its hidden sheet that it is one (SAMPLE_KEY = "1"), so that tonghop
+warns loudly whenever made-up figures are consolidated. The files are byte-identical on every run:
+document dates and zip timestamps are fixed (`_fix_dates`); LibreOffice takes no part.
 """
 
 from __future__ import annotations
@@ -11,14 +15,16 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import random
+import re
 import shutil
 import sys
 import unicodedata
+import zipfile
 from pathlib import Path
 
 import openpyxl
 
-from pipeline.definition import Definition, load_definition
+from pipeline.definition import SAMPLE_KEY, Definition, load_definition
 from pipeline.template import render_workbook
 from pipeline.units import load_units
 
@@ -213,6 +219,29 @@ def _as_xls(src: Path, target: Path, definition: Definition) -> None:
     tmp.replace(target)
 
 
+SAMPLE_DATE = "2020-07-01T00:00:00Z"  # the documents' created/modified date: fixed, for identical bytes
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the zip format's earliest time, as xlsxwriter writes it
+_CORE_DATE = re.compile(rb"(<dcterms:(created|modified)\b[^>]*>)[^<]*(</dcterms:\2>)")
+
+
+def _fix_dates(path: Path) -> None:
+    """Rewrite an .xlsx so that nothing in it depends on when or where it was written: every member
+    stamped _ZIP_TIME with no host attributes, the document's created and modified dates SAMPLE_DATE."""
+    with zipfile.ZipFile(path) as zf:
+        members = [(info.filename, zf.read(info)) for info in zf.infolist()]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members:
+            if name == "docProps/core.xml":
+                data = _CORE_DATE.sub(rb"\g<1>" + SAMPLE_DATE.encode() + rb"\g<3>", data)
+            info = zipfile.ZipInfo(name, _ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 0  # the default names the host system (Windows 0, Unix 3)
+            info.external_attr = 0
+            zf.writestr(info, data)
+    tmp.replace(path)
+
+
 def make_samples(out: Path, period: str = "2020-H1", definition: Definition | None = None) -> dict[str, dict]:
     """Write the sample inbox to `out`; return file name → {"unit_code", "values": intended figures}."""
     definition = definition or load_definition()
@@ -223,7 +252,8 @@ def make_samples(out: Path, period: str = "2020-H1", definition: Definition | No
     def render(name: str, unit: dict | None, values: dict) -> Path:
         path = out / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        render_workbook(definition, path, period=period, unit=unit, values=values)
+        render_workbook(definition, path, period=period, unit=unit, values=values,
+                        extra_meta={SAMPLE_KEY: "1"})
         return path
 
     for unit in units.to_dict("records"):
@@ -302,15 +332,23 @@ def make_samples(out: Path, period: str = "2020-H1", definition: Definition | No
                 if k in want
             },
         }
-    (out / "ghi-chu.txt").write_text("Thư mục nhận báo cáo của các đơn vị (tệp mẫu).\n", encoding="utf-8")
+    (out / "ghi-chu.txt").write_text(
+        "Hộp thư mẫu: số liệu giả để chạy thử tonghop, không phải báo cáo thật của các đơn vị.\n"
+        "Báo cáo thật lưu vào inbox/<kỳ>/, ví dụ inbox/2020-H1/.\n",
+        encoding="utf-8",
+        newline="\n",
+    )
+    for path in sorted(out.rglob("*.xlsx")):
+        _fix_dates(path)
     return intended
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Tạo hộp thư mẫu (deterministic sample inbox).")
     p.add_argument("--period", default="2020-H1")
-    p.add_argument("--out", type=Path, default=Path("inbox"))
+    p.add_argument("--out", type=Path, help="default: samples/<period>")
     args = p.parse_args(argv)
+    args.out = args.out or Path("samples") / args.period
     intended = make_samples(args.out, args.period)
     print(f"Đã tạo {len(intended)} tệp mẫu trong {args.out}.")
     return 0

@@ -470,14 +470,14 @@ class _Renderer:
             ws.set_row(r, _height((_shown(rec.get("message")), widths[3]), (sheet, widths[1])))
         _page(ws, max(3, 3 + len(findings)), 6, sum(widths), (3, 3))
 
-    def meta(self) -> None:
+    def meta(self, extra: Mapping[str, str] | None = None) -> None:
         ws = self.wb.add_worksheet(META_SHEET, worksheet_class=Worksheet)
         unit_code = "" if self.unit is None else str(self.unit["unit_code"])
         meta = {"template_id": self.d.id, "template_version": str(self.d.version), "unit_code": unit_code,
                 "period": self.period}
-        for r, key in enumerate(META_KEYS):
+        for r, (key, value) in enumerate([(k, meta[k]) for k in META_KEYS] + list((extra or {}).items())):
             ws.write_string(r, 0, key)
-            ws.write_string(r, 1, meta[key])
+            ws.write_string(r, 1, value)
         ws.hide()
         ws.protect("", _PROTECT)
 
@@ -489,12 +489,14 @@ def _shown(v: object) -> str:
 
 def render_workbook(definition: Definition, path: Path | str | IO[bytes], *, period: str,
                     unit: Mapping | None = None, values: Mapping[str, object] | None = None,
-                    marks: Mapping[str, Mark] | None = None, findings: pd.DataFrame | None = None) -> None:
+                    marks: Mapping[str, Mark] | None = None, findings: pd.DataFrame | None = None,
+                    extra_meta: Mapping[str, str] | None = None) -> None:
     """Write the report workbook for `period` to `path` (atomically) or to a binary file object.
 
     `unit` (a units row) pre-fills and locks the unit's code and name; None gives the blank template.
     `values` (field id → value as typed) fills cells, `marks` (field id → Mark) colours and comments
-    cells, and `findings` (the findings frame) adds a first sheet "Góp ý" listing them.
+    cells, and `findings` (the findings frame) adds a first sheet "Góp ý" listing them. `extra_meta`
+    adds keys to the hidden sheet after META_KEYS (the samples generator marks its workbooks so).
     """
     check_period(period)
 
@@ -508,7 +510,7 @@ def render_workbook(definition: Definition, path: Path | str | IO[bytes], *, per
         r.guide()
         for sheet in definition.sheets:
             r.table(sheet) if sheet.kind == "table" else r.form(sheet)
-        r.meta()
+        r.meta(extra_meta)
         wb.close()
 
     if isinstance(path, (str, Path)):

@@ -5,12 +5,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = ["files", "files_per_second", "peak_rss_mb", "naive_seconds", "naive_read_seconds",
         "read_speedup_vs_naive", "job_speedup_vs_naive", "floor_seconds", "job_over_floor",
         "job_seconds", "job_seconds_no_feedback", "with_feedback_seconds", "validate_ms_per_file"]
 
 
+@pytest.mark.slow
 def test_bench_runs_on_a_small_inbox(tmp_path):
     cache, out = tmp_path / "cache", tmp_path / "results.json"
     cmd = [sys.executable, str(ROOT / "bench" / "bench.py"), "--n", "30", "--repeat", "1",

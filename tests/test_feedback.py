@@ -146,5 +146,6 @@ def test_a_cross_check_marks_every_cell_it_involves(definition):
     for fid in ("poor_households", "near_poor_households"):
         cell = ws[definition.fields[fid].cell]
         assert cell.comment is not None and "lớn hơn tổng số hộ" in cell.comment.text
-    hh = openpyxl.load_workbook(io.BytesIO(buf.getvalue()))["Thông tin chung"][definition.fields["households"].cell]
+    general = openpyxl.load_workbook(io.BytesIO(buf.getvalue()))["Thông tin chung"]
+    hh = general[definition.fields["households"].cell]
     assert hh.comment is not None and "lớn hơn tổng số hộ" in hh.comment.text

@@ -65,6 +65,7 @@ def read_findings(out: Path) -> list[dict]:
     return read_csv(out / PERIOD / "findings.csv", FINDINGS_HEADERS).to_dict("records")
 
 
+@pytest.mark.slow
 def test_bad_files_get_one_finding_each_and_good_files_still_consolidate(tmp_path, capsys):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -101,6 +102,7 @@ def test_bad_files_get_one_finding_each_and_good_files_still_consolidate(tmp_pat
     assert "Có lỗi" in rows["07099"] and "Đạt" in rows["07096"]
 
 
+@pytest.mark.slow
 def test_formula_strings_from_wards_stay_text_in_every_output(tmp_path):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -139,6 +141,7 @@ def test_formula_strings_from_wards_stay_text_in_every_output(tmp_path):
                     assert re.fullmatch(r'="\d+"', v) or not risky, (name, v)
 
 
+@pytest.mark.slow
 def test_file_names_cannot_escape_the_output_folder(tmp_path):
     inbox = tmp_path / "inbox"
     (inbox / "a").mkdir(parents=True)
@@ -198,6 +201,7 @@ CELL_VALUES = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(
     max_examples=int(os.environ.get("TONGHOP_PROPERTY_EXAMPLES", "10")),
     deadline=None,

@@ -345,7 +345,7 @@ def test_libreoffice_round_trip_keeps_layout(fmt, converted, books, definition):
 
 
 def test_sections_are_in_the_official_order(definition, unit_wb):
-    """I Đặc điểm, II Kết quả hoạt động, III Huy động xã hội, IV Hiệu quả, V Phương hướng (the seed's order)."""
+    """I Đặc điểm, II Kết quả hoạt động, III Huy động xã hội, IV Hiệu quả, V Phương hướng (as the seed)."""
     names = ["Thông tin chung", "Kết quả hoạt động", "Huy động xã hội", "Hiệu quả", "Phương hướng"]
     assert [s.name for s in definition.sheets] == names
     assert [n for n in unit_wb.sheetnames if n in names] == names
