@@ -218,13 +218,15 @@ def _unit_table(units: pd.DataFrame, submissions: pd.DataFrame, chosen: pd.DataF
     by_unit = chosen.reset_index().set_index("unit_code")
     table["submission"] = by_unit["submission"].reindex(table["unit_code"]).to_numpy()
     for col in ("file", "errors", "warnings", "superseded", "received", "report_date"):
-        table[col] = by_unit[col].reindex(table["unit_code"]).to_numpy() if col in by_unit else None
+        got = by_unit[col].reindex(table["unit_code"]).to_numpy() if col in by_unit else None
+        # text columns stay object even when no unit sent anything (an all-missing column reads as float)
+        table[col] = got if col in ("errors", "warnings") else pd.Series(got, index=table.index, dtype=object)
     out = submissions[~submissions["in_period"].astype(bool) & submissions["unit_code"].astype(bool)]
     other = out.groupby("unit_code").agg(
         other_files=("file", lambda f: "; ".join(sorted(f))),
         other_periods=("period", lambda p: ", ".join(sorted({x or "không ghi kỳ" for x in p}))))
-    table["other_files"] = other["other_files"].reindex(table["unit_code"]).fillna("").to_numpy()
-    table["other_periods"] = other["other_periods"].reindex(table["unit_code"]).fillna("").to_numpy()
+    for col in ("other_files", "other_periods"):
+        table[col] = other[col].astype(object).reindex(table["unit_code"]).fillna("").to_numpy()
     # a unit whose only file could not be read did send something: it has errors, not "missing"
     unread = findings[
         findings["submission"].isna() & findings["unit_code"].notna() & (findings["severity"] == "error")

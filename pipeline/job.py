@@ -125,6 +125,29 @@ def _choice_texts(definition: Definition, cons) -> pd.DataFrame:
         index="unit_code", columns="field", values="text", aggfunc="first")
 
 
+def _now() -> str:
+    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _manifest_inputs(subs: pd.DataFrame, resub: list[dict], fingerprints: dict, books: list[Path],
+                     names: list[str]) -> list[dict]:
+    """manifest.json's `inputs`: every workbook-like file with its SHA-256, unit, period and what became of
+    it: chosen (its figures are this run's), superseded or duplicate (another file of the unit was
+    chosen), other-period, unknown-unit, or unreadable (no values read: a finding says why)."""
+    fate = {r["submission"]: "duplicate" if r["rule"] == "file-duplicate" else "superseded" for r in resub}
+    read = {}
+    for sub, row in subs.iterrows():
+        status = ("chosen" if row["chosen"] else "other-period" if not row["in_period"] else
+                  fate.get(sub, "unknown-unit"))
+        read[row["file"]] = {"unit_code": row["unit_code"] or None, "period": row["period"] or None,
+                             "status": status}
+    out = []
+    for path, name in zip(books, names, strict=True):
+        item = {"file": name, "sha256": fingerprints[str(path)][0]}
+        out.append(item | read.get(name, {"unit_code": None, "period": None, "status": "unreadable"}))
+    return out
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as fh:
@@ -424,7 +447,7 @@ def consolidate_inbox(
     A run killed halfway leaves the previous outputs as they were. Raises OutputError when the
     output folder cannot be written or another run holds it, RunError on an unexpected failure.
     """
-    t = {"start": time.perf_counter()}
+    t = {"start": time.perf_counter(), "started_at": _now()}
     out = Path(out).resolve()
     final = out / period
     try:
@@ -566,7 +589,6 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
         "feedback": t["feedback"] - t["consolidate"],
         "write": t["write"] - t["feedback"],
     }
-    read_names = set(subs["file"])
     n_err = int((findings["severity"] == "error").sum())
     n_warn = int((findings["severity"] == "warning").sum())
     received = int(cons.units["status"].isin(RECEIVED).sum())
@@ -577,12 +599,10 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
             "version": __version__,
             "definition": definition.template_key,
             "period": period,
-            "inputs": [{"file": n, "sha256": s} for n, s in zip(subs["file"], subs["sha256"], strict=True)]
-            + [
-                {"file": name, "sha256": fingerprints[str(p)][0]}
-                for p, name in zip(books, names, strict=True)
-                if name not in read_names
-            ],
+            "run": {"started_at": t["started_at"], "finished_at": _now()},
+            "inbox": str(Path(inbox).resolve()),
+            "units_file": {"path": units.attrs.get("source"), "sha256": units.attrs.get("sha256")},
+            "inputs": _manifest_inputs(subs, resub, fingerprints, books, names),
             "skipped": others,
             "counts": {
                 "files": len(books),
@@ -592,7 +612,9 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
                 "warnings": n_warn,
                 "feedback_workbooks": len(links),
             },
-            "outputs": [p.name for p in district_files] + ["values.csv", "findings.csv"],
+            "outputs": [p.name for p in district_files]
+            + ["values.csv", "findings.csv", "findings.json", "bang-so-lieu.csv", "tonghop.log"]
+            + sorted(links.values()),
             "timings": {k: round(v, 3) for k, v in stages.items()},
             "units": manifest_units(cons.units, links),
         },

@@ -10,6 +10,7 @@ the file, the rows and the fix; no exception text of a library reaches the user.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
 from pathlib import Path
@@ -47,7 +48,8 @@ def load_units(path: Path | str = DEFAULT_UNITS) -> pd.DataFrame:
     """Read a units list (CSV or workbook) into one row per unit: UNIT_COLUMNS as text, any further
     columns of the list (names lower-cased), then `key` (folded name), `slug` and `full_name`.
 
-    `.attrs["notes"]` lists what was repaired (codes given back their zeros), in Vietnamese.
+    `.attrs["notes"]` lists what was repaired (codes given back their zeros), in Vietnamese;
+    `.attrs["source"]` and `.attrs["sha256"]` say which file it was (for the run's records).
     Raises UnitsError when the file cannot be read or a column, value or code is missing or repeats.
     """
     path = Path(path)
@@ -65,7 +67,10 @@ def load_units(path: Path | str = DEFAULT_UNITS) -> pd.DataFrame:
         rows = _workbook_rows(path, where)
     else:
         rows = _text_rows(data, where)
-    return build_units(rows, where)
+    units = build_units(rows, where)
+    units.attrs["source"] = str(path.resolve())
+    units.attrs["sha256"] = hashlib.sha256(data).hexdigest()
+    return units
 
 
 def _decode(data: bytes, where: str) -> str:

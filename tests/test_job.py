@@ -164,6 +164,16 @@ def test_manifest(run):
     assert m["skipped"] == ["ghi-chu.txt"]
     assert m["counts"]["units_expected"] == 21 and m["counts"]["units_received"] == 18
     assert {"read", "validate", "consolidate", "write"} <= set(m["timings"])
+    # what a later reader needs to trust it: when, from where, against which units list, what became of
+    # each input, every output (the feedback workbooks too)
+    assert m["run"]["started_at"] <= m["run"]["finished_at"] and m["inbox"] == str(inbox.resolve())
+    units_file = Path(m["units_file"]["path"])
+    assert m["units_file"]["sha256"] == hashlib.sha256(units_file.read_bytes()).hexdigest()
+    fate = {i["file"]: (i["unit_code"], i["status"]) for i in m["inputs"]}
+    assert fate["07093-duc-chinh.xlsx"] == ("07093", "chosen")
+    assert fate["07078-trang-luong-lan-1.xlsx"] == ("07078", "superseded")
+    assert fate["thu-gui-lai/07078-trang-luong-lan-2.xlsx"] == ("07078", "duplicate")
+    assert "feedback/07093-duc-chinh.xlsx" in m["outputs"] and "bang-so-lieu.csv" in m["outputs"]
 
 
 def test_rerun_gives_the_same_outputs(run, tmp_path):
@@ -235,6 +245,20 @@ def test_two_districts_give_two_workbooks(run, tmp_path):
     }
     rows = _sheet(out / PERIOD / "huyen-thu-nghiem.xlsx", "Tình hình nộp báo cáo")
     assert {r[0] for r in rows if r and str(r[0]).startswith("070")} == {"07093", "07096", "07099"}
+
+
+def test_an_empty_inbox_gives_every_unit_missing(tmp_path, capsys):
+    """The first thing an officer does at the start of a period: nothing has come in yet."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "ghi-chu.txt").write_text("chưa có gì", encoding="utf-8")
+    assert main(["consolidate", "--inbox", str(inbox), "--out", str(tmp_path / "o"), "--period", PERIOD,
+                 "--quiet"]) == 1
+    assert "đã nhận 0/21 đơn vị" in capsys.readouterr().out
+    rows = _sheet(tmp_path / "o" / PERIOD / "thi-xa-dong-trieu.xlsx", "Tình hình nộp báo cáo")
+    status = [r[7] for r in rows[3:] if r and str(r[0]).startswith("07")]
+    assert status == ["Chưa nộp"] * 21
+    assert _values(tmp_path / "o" / PERIOD).empty
 
 
 def test_inbox_missing_is_a_usage_error(tmp_path):
