@@ -233,7 +233,8 @@ def write_district_workbook(path: Path, definition, *, district: Mapping, period
         _by_unit(book, definition, units, figures, left_out, district_values, rows)
         _findings(book, definition, findings, feedback_links)
         _submissions(book, units)
-        _wide(book, *wide)
+        _wide(book, *wide, {fid: _kind(definition.fields[fid]) for fid in wide[0].columns
+                            if fid in definition.fields and definition.fields[fid].numeric})
         _data(book, values)
         wb.close()
         if packed is not None:
@@ -259,9 +260,9 @@ def _kind(field, bold: bool = False) -> str:
 class _Figure:
     """A district figure as "Tổng hợp" shows it: value, how many units (n of N), its mark and note."""
 
-    def __init__(self, row) -> None:
-        self.value, self.n, self.of = row.value, int(row.units), int(row.expected)
-        self.left_out, self.warned = str(row.left_out or ""), str(row.warned or "")
+    def __init__(self, row: Mapping) -> None:
+        self.value, self.n, self.of = row["value"], int(row["units"]), int(row["expected"])
+        self.left_out, self.warned = str(row["left_out"] or ""), str(row["warned"] or "")
 
     @property
     def fill(self) -> str | None:
@@ -308,10 +309,10 @@ def _summary(book: _Book, d, district, period, run_date, units, district_values,
     last = max(4, *(1 + len(sh.columns) for sh in d.sheets))
     for col, width in enumerate(_SUMMARY_WIDTHS):
         ws.set_column(col, col, width)
-    dv = {r.field: _Figure(r) for r in district_values.itertuples(index=False)}
+    dv = {r["field"]: _Figure(r) for r in district_values.to_dict("records")}
     counts: dict[str, dict[str, int]] = {}
-    for r in choices.itertuples(index=False):
-        counts.setdefault(r.field, {})[str(r.choice)] = int(r.count)
+    for field, choice, count in zip(choices["field"], choices["choice"], choices["count"], strict=True):
+        counts.setdefault(field, {})[str(choice)] = int(count)
     names = heading_names(d, district)
     split = 1  # the left block is columns A-B, the right one C to the last
     book.merge(ws, 0, 0, split, names["superior"], s["centre"])
@@ -567,20 +568,26 @@ def _findings(book: _Book, definition, findings: pd.DataFrame, links: Mapping[st
     ws.ignore_errors({"number_stored_as_text": f"A2:K{len(findings) + 1}"})  # values are shown as written
 
 
-def _wide(book: _Book, table: pd.DataFrame, headers: Mapping[str, str]) -> None:
+def _wide(book: _Book, table: pd.DataFrame, headers: Mapping[str, str], formats: Mapping[str, str]) -> None:
     """Sheet "Bảng số liệu": the pivot table, a row per unit, a column per field (Vietnamese header with
-    the unit of measure), the figures counted in the district figures as numbers, choices as text."""
+    the unit of measure), the figures counted in the district figures as numbers, choices as text.
+    `formats` maps a field column to its number format key (int, dec, pct). Rows are spliced in unless
+    the workbook streams its rows out."""
     ws, f, n = book.sheet(WIDE_SHEET), book.f, len(table)
     cols = list(table.columns)
     widths = [10 if c == "unit_code" else 24 if c in ("unit_name", "district_name", "province_name")
               else 13 for c in cols]
     book.head(ws, 0, [headers.get(c, c) for c in cols], widths,
               height=_height([(headers.get(c, c), w) for c, w in zip(cols, widths, strict=True)]))
-    columns = [table[c].tolist() for c in cols]
-    for i in range(n):
-        book.cells(ws, i + 1, [(col[i], f["code"] if c == "unit_code" else
-                                f["left"] if isinstance(col[i], str) else f["dec"])
-                               for c, col in zip(cols, columns, strict=True)])
+    columns = [(table[c].tolist(), f["code"] if c == "unit_code" else f[formats[c]] if c in formats
+                else f["text"]) for c in cols]
+    for i in range(n):  # the rows the splice replaces (and their height: two lines of a unit's name)
+        ws.set_row(i + 1, 17)
+    if book.splice and n:
+        _rows_spliced(book, ws, 1, columns)
+    else:
+        for i in range(n):
+            book.cells(ws, i + 1, [(values[i], fmt) for values, fmt in columns])
     ws.freeze_panes(1, 2)
     ws.autofilter(0, 0, max(n, 1), len(cols) - 1)
     book.page(ws, landscape=True, repeat=0)
