@@ -333,15 +333,28 @@ def _lines(v: object, where: str, fid: str) -> int:
     return int(v)
 
 
-def _expand(path: str | list, table_rows: list[str], where: str) -> list[tuple[str, ...]]:
-    """Expand a check path (or list of paths) to one tuple of field ids per instance."""
+def _expand(path: str | list, tables: dict[str, tuple[list[str], list[str]]], where: str,
+            sheet: str | None) -> list[tuple[str, ...]]:
+    """Expand a check path (or list of paths) to one tuple of field ids per instance. "*.col" stands for
+    every non-total row of the table sheet that has column `col` (`sheet`, the check's own, when several
+    have it), never for rows of other tables."""
     paths = [path] if isinstance(path, str) else list(path)
-    if any(p.startswith("*.") for p in paths):
-        return [tuple(p.replace("*.", f"{r}.", 1) for p in paths) for r in table_rows]
-    return [tuple(paths)]
+    wild = [p[2:] for p in paths if p.startswith("*.")]
+    if not wild:
+        return [tuple(paths)]
+    have = [sid for sid, (_, cols) in tables.items() if all(c in cols for c in wild)]
+    if sheet is not None:
+        _need(sheet in have, where, f"trang bảng {sheet!r} không có cột {wild}")
+        have = [sheet]
+    _need(len(have) == 1, where,
+          f"cột {wild} có ở {len(have)} trang bảng {have}: ghi rõ 'sheet:' của kiểm tra" if have
+          else f"không trang bảng nào có cột {wild}")
+    rows = tables[have[0]][0]
+    return [tuple(p.replace("*.", f"{r}.", 1) for p in paths) for r in rows]
 
 
-def _checks(specs: list, fields: dict[str, Field], table_rows: list[str], rules: dict) -> tuple[Check, ...]:
+def _checks(specs: list, fields: dict[str, Field], tables: dict[str, tuple[list[str], list[str]]],
+            rules: dict) -> tuple[Check, ...]:
     out: list[Check] = []
     for i, spec in enumerate(specs or []):
         where = f"checks[{i}]"
@@ -352,11 +365,13 @@ def _checks(specs: list, fields: dict[str, Field], table_rows: list[str], rules:
         main = spec.get("field") if kind == "required_if" else spec.get("left")
         other = spec.get("when") if kind == "required_if" else spec.get("right")
         _need(main is not None and other is not None, where, f"{rule}: thiếu trường cần so sánh")
-        lefts, rights = _expand(main, table_rows, where), _expand(other, table_rows, where)
+        sheet = spec.get("sheet")
+        lefts, rights = _expand(main, tables, where, sheet), _expand(other, tables, where, sheet)
         if len(rights) == 1 and len(lefts) > 1:
             rights = rights * len(lefts)
         if len(lefts) == 1 and len(rights) > 1:
             lefts = lefts * len(rights)
+        _need(len(lefts) == len(rights), where, f"{rule}: hai vế của kiểm tra có số dòng khác nhau")
         op = spec.get("op", "le")
         _need(op in OPS, where, f"{rule}: phép so sánh {op!r} không hợp lệ")
         for left, right in zip(lefts, rights, strict=True):
@@ -472,18 +487,83 @@ def load_definition(path: Path | str = DEFAULT_DEFINITION) -> Definition:
     return build_definition(raw, path)
 
 
-def build_definition(raw: dict, path: Path = DEFAULT_DEFINITION) -> Definition:
-    """Check and lay out an already parsed definition (see load_definition)."""
-    name = path.name
+_LAYOUT_KEYS = {
+    "form": {"header_row": int, "first_row": int, "label_col": str, "value_col": str, "unit_col": str,
+             "hint_col": str, "id_col": str},
+    "table": {"header_row": int, "first_row": int, "number_col": str, "label_col": str,
+              "first_value_col": str, "id_col": str},
+}
+
+
+def _check_shape(raw: dict, name: str) -> None:
+    """The definition's top-level shape, before anything is laid out: each error names its key path."""
     _need(isinstance(raw, dict), name, "định nghĩa phải là một bảng khóa-giá trị")
-    for key in ("id", "version", "title", "sheets", "layout", "periods"):
+    for key in ("id", "version", "title", "sheets", "layout", "periods", "office"):
         _need(key in raw, name, f"thiếu khóa '{key}'")
+    _need(isinstance(raw["version"], int), f"{name}: version", "phải là một số nguyên (ví dụ 1)")
+    periods = raw["periods"]
+    _need(isinstance(periods, dict) and all(isinstance(periods.get(k), str) and "{year}" in periods[k]
+                                            for k in ("H1", "H2", "year")),
+          f"{name}: periods", "cần H1, H2 và year, mỗi mục là một câu có {year}")
+    choices = raw.get("choices") or {}
+    _need(isinstance(choices, dict) and all(isinstance(v, list) and v and all(isinstance(x, str) for x in v)
+                                            for v in choices.values()),
+          f"{name}: choices", "mỗi danh sách lựa chọn là một danh sách chuỗi")
+    sheets, lay = raw["sheets"], raw["layout"]
+    _need(isinstance(sheets, list) and sheets, f"{name}: sheets", "phải là một danh sách các trang")
+    _need(isinstance(lay, dict), f"{name}: layout", "phải là một bảng khóa-giá trị")
+    for k in ("title_row", "unit_row"):
+        _need(isinstance(lay.get(k), int) and lay[k] >= 1, f"{name}: layout.{k}", "cần một số dòng từ 1")
+    kinds = {"table" if isinstance(sh, dict) and "table" in sh else "form" for sh in sheets}
+    for kind in sorted(kinds):
+        part = lay.get(kind)
+        _need(isinstance(part, dict), f"{name}: layout.{kind}",
+              f"thiếu (có trang kiểu {kind}): cần {sorted(_LAYOUT_KEYS[kind])}")
+        for key, typ in _LAYOUT_KEYS[kind].items():
+            where = f"{name}: layout.{kind}.{key}"
+            _need(isinstance(part.get(key), typ), where,
+                  "cần một số dòng" if typ is int else "cần một chữ cái tên cột (ví dụ B)")
+            if typ is str:
+                _col(part[key], where)
+    for si, sh in enumerate(sheets):
+        where = f"{name}: sheets[{si}]"
+        _need(isinstance(sh, dict), where, "phải là một bảng khóa-giá trị")
+        if "table" in sh:
+            t = sh["table"]
+            _need(isinstance(t, dict), f"{where}.table", "phải là một bảng khóa-giá trị")
+            for part in ("columns", "rows"):
+                items = t.get(part)
+                _need(isinstance(items, list) and items and all(isinstance(x, dict) for x in items),
+                      f"{where}.table.{part}", "cần một danh sách, mỗi mục có id và label")
+                for i, x in enumerate(items):
+                    _need(isinstance(x.get("label"), str) and x["label"] != "", f"{where}.table.{part}[{i}]",
+                          "thiếu 'label'")
+        else:
+            _need(isinstance(sh.get("fields"), list) and sh["fields"], f"{where}.fields",
+                  "một trang cần 'fields' (trang biểu mẫu) hoặc 'table' (trang bảng)")
+
+
+def build_definition(raw: dict, path: Path = DEFAULT_DEFINITION) -> Definition:
+    """Check and lay out an already parsed definition (see load_definition). Raises DefinitionError naming
+    the key path of the first problem and what is expected there."""
+    try:
+        return _build(raw, path)
+    except DefinitionError:
+        raise
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:  # a shape not foreseen above
+        raise DefinitionError(f"{path.name}: định nghĩa không hợp lệ (khóa hoặc giá trị {exc}); "
+                              "đối chiếu với schemas/tthtcd-6thang.yaml") from None
+
+
+def _build(raw: dict, path: Path) -> Definition:
+    name = path.name
+    _check_shape(raw, name)
     choices = {k: tuple(v) for k, v in (raw.get("choices") or {}).items()}
     lay = raw["layout"]
     form, table = lay.get("form", {}), lay.get("table", {})
     fields: dict[str, Field] = {}
     sheets: list[Sheet] = []
-    table_rows: list[str] = []
+    tables: dict[str, tuple[list[str], list[str]]] = {}  # table sheet → (its non-total rows, its columns)
     seen_sheets: set[str] = set()
     for si, s in enumerate(raw["sheets"]):
         where = f"{name}: sheets[{si}]"
@@ -541,7 +621,7 @@ def build_definition(raw: dict, path: Path = DEFAULT_DEFINITION) -> Definition:
                     ids.append(fid)
                     fields[fid] = f
                 if not r.get("total_of"):
-                    table_rows.append(r["id"])
+                    tables.setdefault(s["id"], ([], [c.get("id") for c in cols]))[0].append(r["id"])
             sheets.append(
                 Sheet(
                     s["id"],
@@ -592,7 +672,7 @@ def build_definition(raw: dict, path: Path = DEFAULT_DEFINITION) -> Definition:
     _need(not dup, f"{name}: rules", f"trùng mã với rules.yaml: {sorted(dup)}")
     rules |= own
     _need("total-mismatch" in rules, f"{name}: rules", "thiếu quy tắc 'total-mismatch'")
-    checks = _checks(raw.get("checks"), fields, table_rows, rules)
+    checks = _checks(raw.get("checks"), fields, tables, rules)
     return Definition(
         id=str(raw["id"]),
         version=int(raw["version"]),

@@ -430,7 +430,8 @@ def _summary_table(book: _Book, ws, d, sheet, dv: dict, r: int, last: int, ancho
             fld = d.fields[f"{row_id}.{cid}"]
             _put_figure(book, ws, r, 2 + i, dv.get(fld.id), _kind(fld, bold=total), d.office.short)
         r += 1
-    book.merge(ws, r, 0, last, "Dòng «Tổng số» được tính lại từ các dòng thành phần.", f["note"])
+    totals = "; ".join(f"«{label}»" for rid, label in sheet.rows if d.fields[f"{rid}.{ids[0]}"].total_of)
+    book.merge(ws, r, 0, last, f"Dòng {totals} được tính lại từ các dòng thành phần.", f["note"])
     parts_first = not any(d.fields[f"{rid}.{ids[0]}"].total_of for rid, _ in sheet.rows[:n])
     if n and parts_first:
         for i, cid in enumerate(ids):
@@ -579,8 +580,9 @@ def _wide(book: _Book, table: pd.DataFrame, headers: Mapping[str, str], formats:
               else 13 for c in cols]
     book.head(ws, 0, [headers.get(c, c) for c in cols], widths,
               height=_height([(headers.get(c, c), w) for c, w in zip(cols, widths, strict=True)]))
-    columns = [(table[c].tolist(), f["code"] if c == "unit_code" else f[formats[c]] if c in formats
-                else f["text"]) for c in cols]
+    data = table.to_numpy(dtype=object).T.tolist() if n else [[] for _ in cols]  # one conversion in all
+    columns = [(values, f["code"] if c == "unit_code" else f[formats[c]] if c in formats else f["text"])
+               for c, values in zip(cols, data, strict=True)]
     for i in range(n):  # the rows the splice replaces (and their height: two lines of a unit's name)
         ws.set_row(i + 1, 17)
     if book.splice and n:

@@ -48,6 +48,7 @@ class SheetSpec:
     label_col: int  # 1-based
     id_col: int
     value_header: str = ""
+    total_rows: frozenset[str] = frozenset()  # table: the ids of rows that total the others
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +98,9 @@ def make_spec(definition: Definition) -> ReadSpec:
                 (f.id, f.table_row, rows[f.table_row], f.table_col, cols[f.table_col], f.row, f.col)
                 for f in fs
             )
-            sheets.append(
-                SheetSpec(s.name, "table", entries, ci(lay["table"]["label_col"]), ci(lay["table"]["id_col"]))
-            )
+            totals = frozenset(f.table_row for f in fs if f.total_of)
+            sheets.append(SheetSpec(s.name, "table", entries, ci(lay["table"]["label_col"]),
+                                    ci(lay["table"]["id_col"]), total_rows=totals))
     percent = frozenset(f.id for f in definition.fields.values() if f.type == "percent")
     totals = tuple((f.id, f.total_of) for f in definition.fields.values() if f.total_of)
     return ReadSpec(definition.id, tuple(sheets), percent, totals)
@@ -181,7 +182,7 @@ def _table_cells(spec: SheetSpec, grid: list[list], out: RawSubmission, sheet: s
             continue
         hits = index.get(rid) or index.get(_fold(rlabel))
         if hits:
-            row_of[rid] = hits[-1][0] if len(hits) > 1 and rid == "total" else hits[0][0]
+            row_of[rid] = hits[-1][0] if len(hits) > 1 and rid in spec.total_rows else hits[0][0]
     # columns: by header label, searching above the first data row
     first_row = min(row_of.values(), default=0)
     col_of: dict[str, int] = {}

@@ -366,7 +366,12 @@ def _attach_cells(findings: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
     findings["value"] = findings["value"].where(has_value, found["raw"].to_numpy())
     sides = findings["left"].notna() | findings["right"].notna() if "left" in findings else None
     if sides is not None and sides.any():
-        cell_of = where["cell"].to_dict()
+        subs = findings.loc[sides, "submission"]
+        wanted = [(sub, f) for side in ("left", "right")
+                  for sub, ids in zip(subs, findings.loc[sides, side], strict=True)
+                  for f in str(ids or "").split()]
+        cells = where["cell"].reindex(pd.MultiIndex.from_tuples(wanted)).fillna("").tolist() if wanted else []
+        cell_of = dict(zip(wanted, cells, strict=True))  # only the few cells the cross-checks name
         for side in ("left", "right"):
             findings.loc[sides, f"{side}_cells"] = [
                 _cell_list([cell_of.get((sub, f), "") for f in str(ids or "").split()])

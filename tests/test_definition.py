@@ -122,7 +122,62 @@ def _duplicate_sheet_name(raw):
     raw["sheets"][2]["name"] = raw["sheets"][0]["name"]
 
 
+def _no_table_layout(raw):
+    del raw["layout"]["table"]
+
+
+def _bad_column_letter(raw):
+    raw["layout"]["form"]["value_col"] = "1A"
+
+
+def _sheets_not_a_list(raw):
+    raw["sheets"] = {"general": raw["sheets"][0]}
+
+
+def _table_without_rows(raw):
+    del raw["sheets"][1]["table"]["rows"]
+
+
+def _column_without_label(raw):
+    del raw["sheets"][1]["table"]["columns"][0]["label"]
+
+
+def _period_without_year(raw):
+    raw["periods"]["H2"] = "6 tháng cuối năm"
+
+
+def _version_text(raw):
+    raw["version"] = "một"
+
+
+def _no_office(raw):
+    del raw["office"]
+
+
+def _office_without_name(raw):
+    raw["office"]["name"] = ""
+
+
+def _by_unit_unknown_field(raw):
+    raw["district"]["by_unit"][0]["field"] = "housholds"
+
+
+def _wildcard_column_of_no_table(raw):
+    raw["checks"][0]["left"] = "*.women"
+
+
 @pytest.mark.parametrize(("breaker", "named"), [
+    (_no_table_layout, ["layout.table", "first_value_col"]),
+    (_bad_column_letter, ["layout.form.value_col", "1A"]),
+    (_sheets_not_a_list, ["sheets", "danh sách"]),
+    (_table_without_rows, ["sheets[1].table.rows"]),
+    (_column_without_label, ["sheets[1].table.columns[0]", "label"]),
+    (_period_without_year, ["periods", "{year}"]),
+    (_version_text, ["version", "số nguyên"]),
+    (_no_office, ["office"]),
+    (_office_without_name, ["office.name"]),
+    (_by_unit_unknown_field, ["district.by_unit[0]", "field"]),
+    (_wildcard_column_of_no_table, ["checks[0]", "women"]),
     (_unknown_type, ["area_ha", "number"]),
     (_missing_total_part, ["board_total", "board_chairs"]),
     (_duplicate_id, ["households", "trùng"]),
