@@ -148,6 +148,9 @@ class Rule:
     id: str
     severity: str
     message: str
+    # a finding of this rule is dropped where the same cell has a finding of one of these (it would only
+    # repeat it: "required" on a cell whose text could not be read as a number)
+    suppressed_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -416,7 +419,12 @@ def _rules(raw: dict, where: str) -> dict[str, Rule]:
             where,
             f"{rid}: thiếu câu thông báo 'message'",
         )
-        out[rid] = Rule(rid, spec["severity"], spec["message"].strip())
+        by = spec.get("suppressed_by", [])
+        _need(isinstance(by, list) and all(isinstance(x, str) for x in by), where,
+              f"{rid}: 'suppressed_by' phải là một danh sách mã quy tắc")
+        unknown = set(spec) - {"severity", "message", "suppressed_by"}
+        _need(not unknown, where, f"{rid}: khóa không biết {sorted(unknown)}")
+        out[rid] = Rule(rid, spec["severity"], spec["message"].strip(), tuple(by))
     return out
 
 
@@ -672,6 +680,9 @@ def _build(raw: dict, path: Path) -> Definition:
     _need(not dup, f"{name}: rules", f"trùng mã với rules.yaml: {sorted(dup)}")
     rules |= own
     _need("total-mismatch" in rules, f"{name}: rules", "thiếu quy tắc 'total-mismatch'")
+    for rule in rules.values():
+        missing = set(rule.suppressed_by) - set(rules)
+        _need(not missing, f"{name}: rules.{rule.id}.suppressed_by", f"quy tắc không có: {sorted(missing)}")
     checks = _checks(raw.get("checks"), fields, tables, rules)
     return Definition(
         id=str(raw["id"]),

@@ -67,6 +67,20 @@ def render_message(template: str, fields: Mapping[str, object]) -> str:
     return _FORMATTER.vformat(template, (), values)
 
 
+def _suppressed(df: pd.DataFrame, rules: Mapping) -> pd.Series:
+    """True for a finding that only repeats another on the same cell (its rule's `suppressed_by`)."""
+    by = {rid: set(r.suppressed_by) for rid, r in rules.items() if getattr(r, "suppressed_by", ())}
+    out = pd.Series(False, index=df.index)
+    maybe = df["rule"].isin(list(by)) & df["field"].notna() & (df["field"] != "")
+    if not maybe.any():
+        return out
+    here = set(zip(df["submission"], df["field"], df["rule"], strict=True))
+    for i, sub, field, rule in zip(df.index[maybe], df.loc[maybe, "submission"], df.loc[maybe, "field"],
+                                   df.loc[maybe, "rule"], strict=True):
+        out[i] = any((sub, field, other) in here for other in by[rule])
+    return out
+
+
 def make_findings(records: Iterable[Mapping[str, object]] | pd.DataFrame, rules: Mapping) -> pd.DataFrame:
     """Build the findings frame from records holding at least `rule`; fill severity and message.
 
@@ -77,6 +91,9 @@ def make_findings(records: Iterable[Mapping[str, object]] | pd.DataFrame, rules:
     for col in ALL_COLUMNS:
         if col not in df.columns:
             df[col] = None
+    if df.empty:
+        return df[ALL_COLUMNS].astype(object)
+    df = df[~_suppressed(df, rules)]
     if df.empty:
         return df[ALL_COLUMNS].astype(object)
     df["severity"] = [rules[r].severity for r in df["rule"]]

@@ -348,11 +348,7 @@ def _cell_list(cells: list[str]) -> str:
 
 def _attach_cells(findings: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
     """Give every finding its cell and, where missing, the raw value found there; name the cells of each
-    side of a cross-check (`left_cells`, `right_cells`).
-
-    A cell with a parse error gets no second finding from the schema (required-missing on a cell that
-    holds unreadable text would only repeat it).
-    """
+    side of a cross-check (`left_cells`, `right_cells`)."""
     for col in FINDING_KEYS:
         if col not in findings:
             findings[col] = None
@@ -377,7 +373,4 @@ def _attach_cells(findings: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
                 _cell_list([cell_of.get((sub, f), "") for f in str(ids or "").split()])
                 for sub, ids in zip(findings.loc[sides, "submission"], findings.loc[sides, side], strict=True)
             ]
-    repeated = findings["rule"].isin(
-        ["required-missing", "value-negative", "value-out-of-range"]
-    ) & pd.Series(found["parse_rule"].notna().to_numpy(), index=findings.index)
-    return findings.loc[~repeated, FINDING_KEYS].reset_index(drop=True)
+    return findings[FINDING_KEYS].reset_index(drop=True)

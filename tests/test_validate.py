@@ -207,3 +207,18 @@ def test_numbers_as_text_is_one_warning_naming_the_cells_sheet_by_sheet():
     (row,) = f.to_dict("records")
     assert row["rule"] == "numbers-as-text" and row["cell"] == "C9"
     assert row["detail"] == "C9 và C12 (trang «Kết quả hoạt động»)"
+
+
+@pytest.mark.parametrize(("raw", "rules"), [
+    ("abc", {"number-invalid"}),  # not also "required-missing": the cell is not empty, it is unreadable
+    ("2.37", {"number-malformed-group"}),
+    ("", {"required-missing"}),
+    (-5, {"value-negative"}),
+])
+def test_a_finding_that_repeats_another_on_its_cell_is_dropped(raw, rules):
+    """rules.yaml's `suppressed_by`: one finding a cell, the one that says what is wrong."""
+    from pipeline.findings import make_findings
+
+    _, f = validate(DEF, cells({**CLEAN, "households": raw}))
+    rendered = make_findings(f, DEF.rules)
+    assert set(rendered.loc[rendered["field"] == "households", "rule"]) == rules
