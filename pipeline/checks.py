@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.definition import Check, Definition
+from pipeline.wording import range_text
 
 CHECK_COLUMNS = ["submission", "field", "also", "left", "right", "value", "other", "rule", "detail"]
 
@@ -59,8 +60,6 @@ def run_checks(
     `unknown` (same shape as `wide`, boolean) marks cells whose figure could not be read or that are
     required and blank: a check touching one of them is skipped for that submission.
     """
-    from pipeline.numbers import format_vn
-
     m = wide.to_numpy(dtype=float)
     u = unknown.to_numpy(dtype=bool) if unknown is not None else np.zeros(m.shape, dtype=bool)
     col = {c: i for i, c in enumerate(wide.columns)}
@@ -72,7 +71,7 @@ def run_checks(
         if not bad.any():
             continue
         detail = (
-            f"từ {format_vn(check.min)} đến {format_vn(check.max)}" if check.kind == "ratio_between" else ""
+            range_text(check.min, check.max) if check.kind == "ratio_between" else ""
         )
         involved = [] if check.kind == "required_if" else [*check.left, *check.right]
         frames.append(

@@ -13,6 +13,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from pipeline.definition import IDENTITY_ROLES, NUMERIC, Definition, Field
+from pipeline.wording import range_text
 
 
 @dataclass(frozen=True)
@@ -22,14 +23,6 @@ class SheetSchema:
     schema: pa.DataFrameSchema
     rules: dict[tuple[str, int], str]  # (column, check number) → rule id
     details: dict[tuple[str, int], str]  # (column, check number) → {detail} text
-
-
-def _range_text(lo: float | None, hi: float | None) -> str:
-    from pipeline.numbers import format_vn
-
-    if lo is not None and hi is not None:
-        return f"từ {format_vn(lo)} đến {format_vn(hi)}"
-    return f"từ {format_vn(lo)} trở lên" if lo is not None else f"không quá {format_vn(hi)}"
 
 
 def _column(f: Field, rules: dict, details: dict, name: str) -> pa.Column:
@@ -43,9 +36,9 @@ def _column(f: Field, rules: dict, details: dict, name: str) -> pa.Column:
     if f.type in NUMERIC:
         if f.min is not None:
             rule = "value-negative" if f.min == 0 else "value-out-of-range"
-            add(pa.Check.ge(f.min), rule, _range_text(f.min, f.max))
+            add(pa.Check.ge(f.min), rule, range_text(f.min, f.max))
         if f.max is not None:
-            add(pa.Check.le(f.max), "value-out-of-range", _range_text(f.min, f.max))
+            add(pa.Check.le(f.max), "value-out-of-range", range_text(f.min, f.max))
         return pa.Column(float, checks, nullable=not f.required, required=False, coerce=True)
     if f.type == "choice":
         add(pa.Check.isin(list(f.choices)), "choice-invalid", ", ".join(f.choices))

@@ -26,6 +26,7 @@ from xlsxwriter.utility import xl_cell_to_rowcol
 from pipeline.atomic import atomic_path
 from pipeline.definition import IDENTITY_ROLES, META_KEYS, META_SHEET, Definition, Field, Sheet, check_period
 from pipeline.findings import SEVERITY_VN, show
+from pipeline.wording import kind_text
 from pipeline.worksheet import Worksheet
 
 GUIDE_SHEET, FEEDBACK_SHEET = "Hướng dẫn", "Góp ý"
@@ -67,10 +68,6 @@ def is_input(field: Field, *, blank: bool) -> bool:
     return field.role not in IDENTITY_ROLES or (blank and field.role in ("unit_code", "unit_name"))
 
 
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x).replace(".", ",")
-
-
 def _is_blank(v: object) -> bool:
     return v is None or v is pd.NaT or (isinstance(v, float) and not math.isfinite(v))
 
@@ -88,26 +85,12 @@ def _col(letter: str) -> int:
     return xl_cell_to_rowcol(f"{letter}1")[1]
 
 
-def _type_text(ftype: str, lo: float | None, hi: float | None) -> str:
-    """What a field accepts, from its type and bounds: "Số nguyên, từ 0 trở lên"."""
-    if ftype in ("integer", "decimal"):
-        kind = "Số nguyên" if ftype == "integer" else "Số thập phân"
-        if lo is not None and hi is not None:
-            return f"{kind} từ {_num(lo)} đến {_num(hi)}"
-        if lo is not None:
-            return f"{kind}, từ {_num(lo)} trở lên"
-        return f"{kind}, không quá {_num(hi)}" if hi is not None else kind
-    if ftype == "percent":
-        return f"Tỷ lệ phần trăm, từ {_num(lo)} đến {_num(hi)}"  # the loader defaults percent to 0–100
-    return {"choice": "Chọn trong danh sách", "date": "Ngày/tháng/năm", "text": "Ghi chữ"}[ftype]
-
-
 def hint(field: Field, definition: Definition) -> str:
     """The "Hướng dẫn" text of a form field: what it accepts, or how a total is computed."""
     if field.total_of:
         parts = [definition.fields[p].label.rsplit(": ", 1)[-1] for p in field.total_of]
         return "Tự động tính: " + (" + ".join(parts) if len(parts) <= 4 else "tổng các ô thành phần")
-    return _type_text(field.type, field.min, field.max) + (" (bắt buộc)" if field.required else "")
+    return kind_text(field.type, field.min, field.max) + (" (bắt buộc)" if field.required else "")
 
 
 _TITLES = {"integer": "Số nguyên", "decimal": "Số thập phân", "percent": "Tỷ lệ phần trăm"}
@@ -124,7 +107,7 @@ def validation(ftype: str, lo: float | None, hi: float | None, choices: tuple[st
                   else {"criteria": ">=", "value": lo} if lo is not None
                   else {"criteria": "<=", "value": hi} if hi is not None
                   else {"criteria": "between", "minimum": -1e15, "maximum": 1e15})
-        what, example = _type_text(ftype, lo, hi), _EXAMPLES[ftype]
+        what, example = kind_text(ftype, lo, hi), _EXAMPLES[ftype]
         return {"validate": "integer" if ftype == "integer" else "decimal", **bounds,
                 "input_title": _TITLES[ftype], "input_message": f"{what}. {example}",
                 "error_title": "Số liệu chưa đúng", "error_type": "stop",

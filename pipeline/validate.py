@@ -25,6 +25,7 @@ from pipeline.definition import NUMERIC, Definition
 from pipeline.numbers import parse_date, parse_numbers
 from pipeline.schema import build_schemas, run_schema
 from pipeline.text import fold, nfc, per_distinct
+from pipeline.wording import cells as cells_text
 
 CELL_COLUMNS = ["submission", "field", "raw", "cell", "pct", "formula"]
 FINDING_KEYS = ["submission", "field", "cell", "value", "rule", "expected", "suggestion", "detail",
@@ -232,7 +233,7 @@ def _text_findings(definition: Definition, df: pd.DataFrame, wide: pd.DataFrame)
     rows = []
     for sub, group in text.groupby("submission", sort=False):
         shown_cells = group.head(8)
-        by_sheet = [f"{_cell_list(g['cell'].tolist())} (trang «{sheet}»)"
+        by_sheet = [f"{cells_text(g['cell'].tolist())} (trang «{sheet}»)"
                     for sheet, g in shown_cells.groupby("_s", sort=False)]
         more = f" và {len(group) - 8} ô khác" if len(group) > 8 else ""
         rows.append({"submission": sub, "field": group["field"].iat[0], "cell": group["cell"].iat[0],
@@ -340,12 +341,6 @@ def validate(definition: Definition, cells: pd.DataFrame) -> tuple[pd.DataFrame,
     return df, findings
 
 
-def _cell_list(cells: list[str]) -> str:
-    """"B9", "B9 và B10", "B9, B10 và B11"."""
-    cells = [c for c in cells if c]
-    return cells[0] if len(cells) == 1 else ", ".join(cells[:-1]) + " và " + cells[-1] if cells else ""
-
-
 def _attach_cells(findings: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
     """Give every finding its cell and, where missing, the raw value found there; name the cells of each
     side of a cross-check (`left_cells`, `right_cells`)."""
@@ -370,7 +365,7 @@ def _attach_cells(findings: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
         cell_of = dict(zip(wanted, cells, strict=True))  # only the few cells the cross-checks name
         for side in ("left", "right"):
             findings.loc[sides, f"{side}_cells"] = [
-                _cell_list([cell_of.get((sub, f), "") for f in str(ids or "").split()])
+                cells_text([cell_of.get((sub, f), "") for f in str(ids or "").split()])
                 for sub, ids in zip(findings.loc[sides, "submission"], findings.loc[sides, side], strict=True)
             ]
     return findings[FINDING_KEYS].reset_index(drop=True)
