@@ -17,6 +17,7 @@ import pandas as pd
 from pipeline.checks import run_checks
 from pipeline.definition import NUMERIC, Definition
 from pipeline.numbers import parse_date, parse_numbers
+from pipeline.plausibility import plausibility_findings
 from pipeline.schema import build_schemas, run_schema
 from pipeline.text import fold, nfc, per_distinct
 
@@ -207,7 +208,8 @@ def validate(definition: Definition, cells: pd.DataFrame) -> tuple[pd.DataFrame,
     df.loc[tot, "value"] = _lookup(wide, df.loc[tot, "submission"], df.loc[tot, "field"])
     schema_found = _schema_findings(definition, df)
     cross = run_checks(definition, wide, unknown)
-    parts = [parse_found, total_found, *schema_found, cross]
+    plausible = plausibility_findings(definition, wide, unknown, df)
+    parts = [parse_found, total_found, *schema_found, cross, plausible]
     findings = (
         pd.concat([p for p in parts if not p.empty], ignore_index=True)
         if any(not p.empty for p in parts)
@@ -237,4 +239,5 @@ def _attach_cells(findings: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
     repeated = findings["rule"].isin(
         ["required-missing", "value-negative", "value-out-of-range"]
     ) & pd.Series(found["parse_rule"].notna().to_numpy(), index=findings.index)
-    return findings.loc[~repeated, FINDING_KEYS].reset_index(drop=True)
+    extra = [c for c in findings.columns if c not in FINDING_KEYS]  # a rule's placeholders, for its message
+    return findings.loc[~repeated, FINDING_KEYS + extra].reset_index(drop=True)
