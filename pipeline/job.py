@@ -37,6 +37,7 @@ from pipeline.outputs import (
     write_csv,
     write_manifest,
 )
+from pipeline.peers import add_peer_findings
 from pipeline.run import Options, check_files
 from pipeline.text import per_distinct, slug
 
@@ -455,6 +456,7 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
     if resub:
         extra = pd.DataFrame(resub).join(subs[["file", "unit_code", "unit_name"]], on="submission")
         findings = pd.concat([findings, make_findings(extra, definition.rules)], ignore_index=True)
+    findings = add_peer_findings(definition, subs, result.values, findings, units)
     findings = sort_findings(findings, definition.frame["order"])
     cons = consolidate(definition, units, subs, result.values, findings, strict=strict)
     t["consolidate"] = time.perf_counter()
