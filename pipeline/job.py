@@ -38,6 +38,7 @@ from pipeline.outputs import (
     write_manifest,
 )
 from pipeline.peers import add_peer_findings
+from pipeline.province import write_provinces
 from pipeline.run import Options, check_files
 from pipeline.text import per_distinct, slug
 
@@ -62,6 +63,7 @@ class Summary:
     feedback_files: int
     timings: dict[str, float] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
+    province_files: list[Path] = field(default_factory=list)  # tinh-*.xlsx: districts side by side
 
 
 def discover(inbox: Path) -> tuple[list[str], list[str]]:
@@ -420,6 +422,7 @@ def consolidate_inbox(
         lock.release()
     summary.out_dir = final
     summary.district_files = [final / p.name for p in summary.district_files]
+    summary.province_files = [final / p.name for p in summary.province_files]
     return summary
 
 
@@ -487,6 +490,7 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
     district_files = write_districts(
         definition, out_dir, period, cons, findings, vt, links, options.jobs, meanwhile=write_tables
     )
+    province_files = write_provinces(definition, out_dir, period, cons.units, cons.district)
     t["write"] = time.perf_counter()
     stages = {
         "discover": t["discover"] - t["start"],
@@ -521,7 +525,7 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
                 "warnings": n_warn,
                 "feedback_workbooks": len(links),
             },
-            "outputs": [p.name for p in district_files] + ["values.csv", "findings.csv"],
+            "outputs": [p.name for p in district_files + province_files] + ["values.csv", "findings.csv"],
             "timings": {k: round(v, 3) for k, v in stages.items()},
         },
     )
@@ -538,4 +542,5 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
         len(links),
         stages,
         missing,
+        province_files,
     )
