@@ -41,8 +41,8 @@ def test_bench_runs_on_a_small_inbox(tmp_path):
 def test_bench_times_a_baseline_side_by_side_and_skips_what_it_is_told(tmp_path):
     """--baseline runs another copy of the code on the same inbox (here: this tree itself)."""
     cache, out = tmp_path / "cache", tmp_path / "results.json"
-    cmd = [sys.executable, str(ROOT / "bench" / "bench.py"), "--n", "30", "--repeat", "1", "--cache", str(cache),
-           "--out", str(out), "--skip", "naive,floor,feedback", "--baseline", str(ROOT)]
+    cmd = [sys.executable, str(ROOT / "bench" / "bench.py"), "--n", "30", "--repeat", "1", "--cache",
+           str(cache), "--out", str(out), "--skip", "naive,floor,feedback", "--baseline", str(ROOT)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "--no-feedback, side by side" in proc.stdout
