@@ -11,6 +11,9 @@ validated by `pipeline.validate.validate` (ratios, magnitudes, the report date) 
 `pipeline.peers.add_peer_findings`, as `tonghop consolidate` does. A unit has at most one slip; `--rate`
 of them get a plausibility slip of figures.SLIP_KINDS, about 6 % one of bench.py's other slips.
 
+With --findings, the findings.csv of a real run on bench.py's inbox (workbooks written and read) is
+scored instead: the same units and slips, for checking that the shortcut measures what the job does.
+
 Reported: per slip kind, the share caught by the new rules on the slipped cell (for a table row: the
 row's cells or the column's total), anywhere in the unit, and, for x1000 and x1000000, the share whose
 suggestion is the figure before the slip; false warnings of the new rules per 100 clean units (no slip
@@ -136,6 +139,11 @@ def score(definition, tasks: list[dict], findings: pd.DataFrame) -> dict:
         any_rule[code].add(field)
     clean = [t for t in tasks if not t["slip"]]
     false_by_rule = Counter(r["rule"] for t in clean for r in by_unit.get(t["unit_code"], []))
+    false_by_field = Counter(
+        f"{r['rule']} {r['field']}" for t in clean for r in by_unit.get(t["unit_code"], [])
+    )
+    clean_codes = {t["unit_code"] for t in clean}
+    others = findings[findings["unit_code"].isin(clean_codes) & ~findings["rule"].isin(rules)]
     units_with_false = sum(bool(by_unit.get(t["unit_code"])) for t in clean)
     other = [t for t in tasks if t["slip"] and not t.get("label")]
     false_other = Counter(r["rule"] for t in other for r in by_unit.get(t["unit_code"], []))
@@ -171,6 +179,10 @@ def score(definition, tasks: list[dict], findings: pd.DataFrame) -> dict:
         "false_per_100_clean_by_rule": {
             r: round(100 * n / max(n_clean, 1), 3) for r, n in false_by_rule.most_common()
         },
+        "false_per_100_clean_by_rule_and_field": {
+            k: round(100 * n / max(n_clean, 1), 3) for k, n in false_by_field.most_common()
+        },
+        "other_findings_on_clean_units": dict(Counter(others["rule"]).most_common()),
         "new_rule_findings_on_units_with_other_slips": dict(false_other.most_common()),
         "new_rule_findings_elsewhere_on_slipped_units": dict(stray.most_common()),
         "kinds": {kind: dict(k) for kind, k in sorted(kinds.items())},
@@ -230,6 +242,8 @@ def table(s: dict) -> str:
         f"{s['false_per_100_clean']} (units with one: {s['clean_units_with_a_false_warning_pct']} %)",
     ]
     lines += [f"  {rule}: {n}" for rule, n in s["false_per_100_clean_by_rule"].items()]
+    lines += [f"    {key}: {n}" for key, n in s["false_per_100_clean_by_rule_and_field"].items()]
+    lines += [f"other rules' findings on clean units: {s['other_findings_on_clean_units'] or 'none'}"]
     return "\n".join(lines)
 
 
@@ -242,6 +256,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=0.25, help="share of units with a plausibility slip")
     p.add_argument("--repeat", type=int, default=0, help="also time validate with/without the rules, R times")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    p.add_argument(
+        "--findings",
+        type=Path,
+        default=None,
+        help="score this findings.csv of a real `tonghop consolidate` run of bench.py's inbox instead "
+        "(its units and slips: --seed '' --rate 0.06, bench.py's own)",
+    )
     args = p.parse_args(argv)
     definition = load_definition()
     units = gen.make_units(args.n)
@@ -250,7 +271,14 @@ def main(argv: list[str] | None = None) -> int:
         for t in gen.plan_submissions(units, seed=args.seed, plausibility_rate=args.rate)
         if "-lan-1" not in t["name"]
     ]  # of a resubmission, the corrected file (the one chosen)
-    findings, seconds = run(definition, tasks, pd.DataFrame(units))
+    if args.findings:
+        findings = pd.read_csv(args.findings, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        findings["suggestion"] = pd.to_numeric(
+            findings.get("suggestion", pd.Series(dtype=str)), errors="coerce"
+        )
+        seconds = {}
+    else:
+        findings, seconds = run(definition, tasks, pd.DataFrame(units))
     result = score(definition, tasks, findings) | {"seed": args.seed, "seconds": seconds}
     if args.repeat:
         result["validate_seconds"] = validate_seconds(definition, tasks, args.repeat)

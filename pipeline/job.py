@@ -483,14 +483,16 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
     t["feedback"] = time.perf_counter()
     vt = values_table(cons.used, subs, definition, period)
 
+    province_files: list[Path] = []
+
     def write_tables() -> None:  # in this process while the workers write the district workbooks
         write_csv(vt[VALUES_COLUMNS], out_dir / "values.csv")
         write_csv(findings_table(findings), out_dir / "findings.csv")
+        province_files.extend(write_provinces(definition, out_dir, period, cons.units, cons.district))
 
     district_files = write_districts(
         definition, out_dir, period, cons, findings, vt, links, options.jobs, meanwhile=write_tables
     )
-    province_files = write_provinces(definition, out_dir, period, cons.units, cons.district)
     t["write"] = time.perf_counter()
     stages = {
         "discover": t["discover"] - t["start"],

@@ -83,10 +83,10 @@ def peer_findings(
     pairs (columns `unit`, `field`, and `soft`) with a finding already: such a figure is not judged, nor
     are the figures normalised by it, and it is left out of the medians; a `soft` one (a ratio's finding
     that could not tell the slip) is still judged for a magnitude slip only. `rules`: which rule ids to
-    use for "high", "low" and
-    the powers 3 and 6 (default PEER_RULES). Returns records with RECORD_COLUMNS; `value` is the figure
-    itself, `ratio` the normalised figure, `median` the group's, `factor` how many times it is off,
-    `peers` the group's size, `group` its name, `suggestion` the figure divided by 10**3 or 10**6."""
+    use for "high", "low" and the powers 3 and 6 (default PEER_RULES). Returns records with
+    RECORD_COLUMNS; `value` is the figure itself, `ratio` the normalised figure, `median` the group's,
+    `factor` how many times it is off, `peers` the group's size, `group` its name, `suggestion` the figure
+    divided by 10**3 or 10**6."""
     plaus = definition.plausibility
     rules = PEER_RULES if rules is None else rules
     if plaus is None or not plaus.peers or figures.empty:
@@ -97,41 +97,37 @@ def peer_findings(
     specs = {p.field: p for p in plaus.peers}
     if skip is not None and not skip.empty:
         y = _mask(y, skip, specs)
-    med = pd.DataFrame(np.nan, index=y.index, columns=y.columns)
-    mad, count = med.copy(), med.copy()
-    name = pd.DataFrame(None, index=y.index, columns=y.columns, dtype=object)
+    shape = y.shape
+    med, mad, count = np.full(shape, np.nan), np.full(shape, np.nan), np.zeros(shape)
+    name = np.full(shape, None, dtype=object)
     for code, label in levels:  # the first level with enough peers wins, figure by figure
-        key = groups[code].reindex(y.index)
-        by = y.groupby(key.to_numpy(), sort=False)
-        m, n = by.transform("median"), by.transform("count")
-        spread = (y - m).abs().groupby(key.to_numpy(), sort=False).transform("median")
-        use = med.isna() & (n >= plaus.min_peers) & m.notna()
-        med, mad, count = med.mask(use, m), mad.mask(use, spread), count.mask(use, n)
-        names = pd.DataFrame(
-            np.repeat(groups[label].reindex(y.index).to_numpy()[:, None], y.shape[1], axis=1),
-            index=y.index,
-            columns=y.columns,
-        )
-        name = name.mask(use, names)
+        key = groups[code].reindex(y.index).to_numpy()
+        by = y.groupby(key, sort=False)
+        m, n = by.transform("median").to_numpy(), by.transform("count").to_numpy()
+        spread = (y - m).abs().groupby(key, sort=False).transform("median").to_numpy()
+        use = np.isnan(med) & (n >= plaus.min_peers) & ~np.isnan(m)
+        med[use], mad[use], count[use] = m[use], spread[use], n[use]
+        name[use] = np.broadcast_to(groups[label].reindex(y.index).to_numpy()[:, None], shape)[use]
     lo = np.array(
         [plaus.min_decades if specs[f].min_decades is None else specs[f].min_decades for f in y.columns]
     )
     hi = np.array(
         [plaus.max_decades if specs[f].max_decades is None else specs[f].max_decades for f in y.columns]
     )
-    limit = np.clip(plaus.mad_factor * _MAD_TO_SIGMA * mad.to_numpy(), lo, hi)
-    dev = y - med
+    limit = np.clip(plaus.mad_factor * _MAD_TO_SIGMA * mad, lo, hi)
+    dev = y.to_numpy() - med
     low_too = np.array([specs[f].low for f in y.columns])
-    far = ((dev > limit) | ((dev < -limit) & low_too)) & dev.notna()
-    if not far.to_numpy().any():
+    with np.errstate(invalid="ignore"):
+        far = (dev > limit) | ((dev < -limit) & low_too)
+    if not far.any():
         return pd.DataFrame(columns=RECORD_COLUMNS)
-    rows, cols = np.nonzero(far.to_numpy())
-    d = dev.to_numpy()[rows, cols]
+    rows, cols = np.nonzero(far)
+    d = dev[rows, cols]
     fields = y.columns.to_numpy()[cols]
     # a figure 10**k times its peers' median, give or take the tolerance, is read as typed 10**k too large;
     # the window's lower end moves up by the group's spread, so that a x100 slip in a group that varies a
     # lot is not mistaken for a x1000 one (the suggestion would be wrong)
-    sigma = _MAD_TO_SIGMA * mad.to_numpy()[rows, cols]
+    sigma = _MAD_TO_SIGMA * mad[rows, cols]
     power = np.zeros(len(d), dtype=int)
     for k in (3, 6):
         if k in rules:
@@ -148,10 +144,10 @@ def peer_findings(
             "value": value,
             "measure": [specs[f].measure for f in fields],
             "ratio": [round_figure(x) for x in 10.0 ** y.to_numpy()[rows, cols]],
-            "median": [round_figure(x) for x in 10.0 ** med.to_numpy()[rows, cols]],
+            "median": [round_figure(x) for x in 10.0 ** med[rows, cols]],
             "factor": [float(f"{x:.2g}") for x in 10.0 ** np.abs(d)],
-            "peers": count.to_numpy()[rows, cols].astype(int),
-            "group": name.to_numpy()[rows, cols],
+            "peers": count[rows, cols].astype(int),
+            "group": name[rows, cols],
             "suggestion": np.where(power > 0, value / 10.0**power, np.nan),
         }
     )
@@ -190,25 +186,22 @@ def _mask(y: pd.DataFrame, skip: pd.DataFrame, specs: dict) -> pd.DataFrame:
     """`y` with NaN where the figure has a finding in `skip` (but a soft one), or a field it is normalised
     by has any."""
     soft = skip["soft"].to_numpy(dtype=bool) if "soft" in skip else np.zeros(len(skip), dtype=bool)
-    hard = _flagged(skip[~soft], y.index)
-    every = _flagged(skip, y.index)
-    out = y.copy()
-    for field in y.columns:
-        mask = np.zeros(len(y), dtype=bool)
-        if field in hard:
-            mask |= hard[field].to_numpy()
+    names = sorted({*y.columns, *(p for s in specs.values() for p in s.per)})
+    rows = y.index.get_indexer(skip["unit"])
+    cols = pd.Index(names).get_indexer(skip["field"])
+    known = (rows >= 0) & (cols >= 0)
+    every = np.zeros((len(y), len(names)), dtype=bool)
+    every[rows[known], cols[known]] = True
+    hard = np.zeros_like(every)
+    hard[rows[known & ~soft], cols[known & ~soft]] = True
+    at = {n: i for i, n in enumerate(names)}
+    out = y.to_numpy(copy=True)
+    for j, field in enumerate(y.columns):
+        mask = hard[:, at[field]].copy()
         for per in specs[field].per:
-            if per in every:
-                mask |= every[per].to_numpy()
-        out.loc[mask, field] = np.nan
-    return out
-
-
-def _flagged(pairs: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
-    """A boolean frame (index x field) marking the (unit, field) pairs."""
-    if pairs.empty:
-        return pd.DataFrame(index=index)
-    return pd.crosstab(pairs["unit"], pairs["field"]).reindex(index=index, fill_value=0) > 0
+            mask |= every[:, at[per]]
+        out[mask, j] = np.nan
+    return pd.DataFrame(out, index=y.index, columns=y.columns)
 
 
 def _skip_pairs(definition: Definition, findings: pd.DataFrame, unit_of: pd.Series) -> pd.DataFrame:

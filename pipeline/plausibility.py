@@ -7,12 +7,14 @@ parsed long frame (for the date and the period). It returns finding records: sub
 and the placeholders of the rule's message (measure, ratio, detail, suggestion, period_label, low, high).
 
 The ratios, their bounds and the date window are the definition's `plausibility:` section. A ratio out of
-its bounds is explained, where possible, by one figure typed 10, 100, 1,000 or 1,000,000 times too large:
-the figure whose division by that power brings every ratio it enters back into bounds, nearest to the
-ratios' usual values. A x1000 or x1000000 reading becomes a magnitude finding with the divided figure as
-`suggestion`; a x10 or x100 one puts the ratio's finding on that figure's cell. A ratio's usual value is
-the median of the submissions validated together (from 30 on), else the definition's `typical`. All of it
-is numpy over every submission at once; only submissions with a ratio out of bounds are searched.
+its bounds is explained, where possible, by one figure typed 10 to 1,000,000 times too large (or up to
+1,000 times too small): the figure whose correction brings every ratio it enters back into bounds,
+nearest to the ratios' usual values. A x1000 or x1000000 reading that no neighbouring power matches as
+well becomes a magnitude finding with the divided figure as `suggestion` (never `expected`: it is a
+guess); any other reading puts the ratio's finding on that figure's cell. A ratio's usual value and
+spread are the median and MAD of the submissions validated together (from 30 on), else the definition's
+`typical` and a third of the way to the farther bound. All of it is numpy over every submission at once;
+only submissions with a ratio out of bounds are searched, a few vector operations per candidate figure.
 """
 
 from __future__ import annotations
@@ -301,9 +303,8 @@ def _records(
             )
         )
     rest = bad & ~explained
-    counts = rest.astype(int) @ eng.direct.astype(
-        int
-    )  # rows x columns: ratios out of bounds each figure enters
+    # rows x columns: how many of the ratios still out of bounds each figure enters
+    counts = rest.astype(int) @ eng.direct.astype(int)
     for i in np.flatnonzero(rest.any(axis=0)).tolist():
         cols = np.array([eng.at[i], *[c for c in eng.fields[i].tolist() if c != eng.at[i]]])
         r = np.flatnonzero(rest[:, i])

@@ -26,7 +26,13 @@ from pipeline.text import slug
 from pipeline.worksheet import Worksheet
 
 PROVINCE_LEVEL = (("g_p", "g_p_name"),)
-_WB_OPTIONS = {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False}
+# in_memory: xlsxwriter otherwise packs through a temporary file per part (half the time of a small book)
+_WB_OPTIONS = {
+    "strings_to_formulas": False,
+    "strings_to_urls": False,
+    "strings_to_numbers": False,
+    "in_memory": True,
+}
 _BASE = {"font_name": "Times New Roman", "font_size": 11, "valign": "vcenter"}
 _FLAG = "#FFD8A8"  # the amber of warnings in the district workbooks
 _PREFIXES = ("Tỉnh ", "Thành phố ")
@@ -181,20 +187,27 @@ def _write_workbook(
         for c, h in enumerate(heads):
             ws.write_string(4, c, h, fmt["head"])
         ws.set_row(4, 60)
-        for r, (code, d) in enumerate(districts.iterrows(), start=5):
+        got = received.reindex(districts.index)
+        counts = [
+            f"{int(s)}/{int(n)}" if n == n else "" for s, n in zip(got["sum"], got["size"], strict=True)
+        ]
+        rows = zip(
+            districts.index,
+            districts["district_name"],
+            counts,
+            figures.to_numpy(dtype=float).tolist(),
+            strict=True,
+        )
+        for r, (code, name, count, numbers) in enumerate(rows, start=5):
             ws.write_string(r, 0, str(code), fmt["text"])
-            ws.write_string(r, 1, str(d["district_name"]), fmt["text"])
-            got = received.loc[code] if code in received.index else None
-            ws.write_string(
-                r, 2, f"{int(got['sum'])}/{int(got['size'])}" if got is not None else "", fmt["text"]
-            )
-            for c, f in enumerate(fields, start=3):
-                v = figures.at[code, f]
+            ws.write_string(r, 1, str(name), fmt["text"])
+            ws.write_string(r, 2, count, fmt["text"])
+            for c, (f, v) in enumerate(zip(fields, numbers, strict=True), start=3):
                 message = flags.get((code, f))
-                if v is None or (isinstance(v, float) and np.isnan(v)):
+                if v != v:  # NaN: the district has no such figure
                     ws.write_blank(r, c, None, fmt["text"])
                 else:
-                    ws.write_number(r, c, float(v), fmt["flag"] if message else fmt["num"])
+                    ws.write_number(r, c, v, fmt["flag"] if message else fmt["num"])
                 if message:
                     ws.write_comment(
                         r, c, message, {"x_scale": 3, "y_scale": 2.5, "font_name": "Times New Roman"}
