@@ -412,9 +412,12 @@ def test_no_section_no_plausibility_findings(raw):
 
 
 def test_a_second_report_brings_its_own_rules_from_its_yaml(raw):
-    """Another report type: its own ratio, bounds, rule and date window, no code change."""
+    """Another report type: its own ratio, bounds, rule and date window, no code change (its date field
+    is named differently: nothing in the code knows a field's id)."""
     raw = copy.deepcopy(raw)
     raw["id"] = "thu-vien-nam"
+    date = next(f for f in raw["sheets"][0]["fields"] if f["id"] == "report_date")
+    date["id"] = "ngay_lap"
     raw["plausibility"] = {
         "rules": {
             "books-per-reader": {
@@ -422,7 +425,7 @@ def test_a_second_report_brings_its_own_rules_from_its_yaml(raw):
                 "message": "Ô {cell} ghi {value}: {measure} là {ratio}, ngoài khoảng {detail}.",
             }
         },
-        "report_date": {"field": "report_date", "days_before_end": 10, "days_after_end": 10},
+        "report_date": {"field": "ngay_lap", "days_before_end": 10, "days_after_end": 10},
         "ratios": [
             {
                 "id": "books_per_reader",
@@ -438,9 +441,29 @@ def test_a_second_report_brings_its_own_rules_from_its_yaml(raw):
         ],
     }
     other = build_definition(raw, DEFAULT_DEFINITION)
-    f = findings(
-        CLEAN, definition=other
-    )  # 6 bookcases for 8,000 people: 0.75 per 1,000; 15/6 is 15 days early
-    assert sorted(f["rule"]) == ["books-per-reader", "report-date-outside-period"]
+    # 6 bookcases for 8,000 people: 0.75 per 1,000; 15/6 is 15 days before the period's end
+    f = findings(CLEAN | {"ngay_lap": CLEAN["report_date"]}, definition=other)
+    assert sorted(zip(f["rule"], f["field"], strict=True)) == [
+        ("books-per-reader", "law_bookcases"),
+        ("report-date-outside-period", "ngay_lap"),
+    ]
     row = f[f["rule"] == "books-per-reader"].iloc[0]
     assert (row["field"], row["ratio"], row["detail"]) == ("law_bookcases", 0.75, "không quá 0,5")
+
+
+def test_tonghop_check_on_a_single_workbook_explains_the_slip(tmp_path):
+    """The rules run in `check` on one file: the message, from the registry, reaches the officer."""
+    from pipeline.run import Options, check_files
+    from pipeline.template import render_workbook
+    from pipeline.units import load_units
+
+    units = load_units()
+    unit = units.set_index("unit_code").loc["07093"].to_dict() | {"unit_code": "07093"}
+    path = tmp_path / "07093-duc-chinh.xlsx"
+    figures = {k: v for k, v in CLEAN.items() if k not in ("unit_code", "unit_name", "period")}
+    render_workbook(DEF, path, period="2020-H1", unit=unit, values=figures | {"income_per_capita_mn": 94340})
+    f = check_files([path], DEF, units, options=Options(period="2020-H1", isolate=False)).findings
+    row = f[f["rule"] == "magnitude-thousand"].iloc[0]
+    assert (row["file"], row["cell"], row["severity"]) == (str(path), "B13", "warning")
+    assert row["message"].endswith("Nếu vậy, số đúng là 94,34.")
+    assert set(f["rule"]) == {"magnitude-thousand"}
