@@ -5,11 +5,12 @@
 
 1. A synthetic units list shaped like the country (about 14 units a district, about 10 districts a
    province, 5-digit unique codes, names unique per district once folded) is written as a units CSV.
-2. N submissions are generated from the current templates (`render_workbook` with `plausible` figures
-   per unit code), a few percent with the slips of DOMAIN.md, about 5 % saved as .xls; about 2 % of
-   the units send nothing. The inbox is cached under <cache>/n<N>/, keyed by N and a hash of
-   schemas/*.yaml, pipeline/template.py, pipeline/samples.py and this generator's version, and is
-   resumable. Generation is never timed.
+2. N submissions are generated from the current templates (`render_workbook` with realistic, skewed
+   figures from bench/figures.py), a few percent with the slips of DOMAIN.md and a few percent with
+   plausibility slips (a figure 10 to 1,000,000 times too large, ...; labelled in labels.csv), about 5 %
+   saved as .xls; about 2 % of the units send nothing. The inbox is cached under <cache>/n<N>/, keyed
+   by N and a hash of schemas/*.yaml, pipeline/template.py, pipeline/samples.py, bench/figures.py and
+   this generator's version, and is resumable. Generation is never timed.
 3. Timed, `--repeat` times each, medians reported, all in this one run of the script:
    - floor: python-calamine reading every needed sheet of every file (`to_python()`), nothing else;
    - naive: `pandas.read_excel(path, sheet_name=None, engine="openpyxl")` for every file (.xls with
@@ -44,14 +45,17 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from figures import HIGHLAND_PROVINCES, SLIP_KINDS, make_slip, realistic  # noqa: E402
+
 from pipeline.definition import META_SHEET, SCHEMAS_DIR, load_definition  # noqa: E402
 from pipeline.text import slug, unit_key  # noqa: E402
 from pipeline.units import UNIT_COLUMNS  # noqa: E402
 
 PERIOD = "2020-H1"
-GENERATOR_VERSION = "1"  # bump when the generator below changes what it writes
+GENERATOR_VERSION = "2"  # bump when the generator below changes what it writes
 UNITS_PER_DISTRICT, DISTRICTS_PER_PROVINCE = 14, 10
 MISSING_RATE, XLS_RATE, SLIP_RATE, VN_TEXT_RATE = 0.02, 0.05, 0.06, 0.08
+PLAUSIBILITY_SLIP_RATE = 0.06  # units (without another slip) with a slip of figures.SLIP_KINDS
 NAIVE_FULL_REPEAT_MAX = 2000  # above this many files the naive way runs once unless --naive-repeat says so
 
 # Common ward and commune names (many recur across the country, which is why names are unique only
@@ -73,7 +77,9 @@ _PROVINCE = [
     "Tây Ninh", "Bình Phước", "Đồng Nai", "Bình Thuận", "Ninh Thuận", "Lào Cai", "Yên Bái", "Tuyên Quang",
 ]
 _DISTRICT_KIND = [("Huyện", 0.7), ("Thị xã", 0.15), ("Thành phố", 0.1), ("Quận", 0.05)]
-_UNIT_TYPE = [("xã", 0.62), ("phường", 0.30), ("thị trấn", 0.08)]
+# what a district of each kind is made of: a quận of phường, a huyện of xã and a thị trấn or two
+_UNIT_TYPE = {"Huyện": [("xã", 0.9), ("thị trấn", 0.1)], "Thị xã": [("xã", 0.55), ("phường", 0.45)],
+              "Thành phố": [("xã", 0.35), ("phường", 0.65)], "Quận": [("phường", 1.0)]}
 _ROWS = ["literacy", "vocational", "law", "health", "environment", "culture", "economy", "life_skills",
          "other", "arts_sports"]
 SLIPS = ["total-typed-wrong", "total-as-text", "decimal-count", "hedge", "blank-female", "female-over",
@@ -111,6 +117,7 @@ def make_units(n: int) -> list[dict[str, str]]:
         pbase = _PROVINCE[p % len(_PROVINCE)]
         province_name = f"Tỉnh {pbase}" + (f" {p // len(_PROVINCE) + 1}" if p >= len(_PROVINCE) else "")
         kind = _pick(rng, _DISTRICT_KIND)
+        highland = kind != "Quận" and rng.random() < (0.75 if pbase in HIGHLAND_PROVINCES else 0.08)
         base = f"{kind} {rng.choice(_PLACE)}"
         dname, k = base, 1
         while slug(dname) in district_names:  # district workbooks are named by slug: keep them distinct
@@ -126,9 +133,11 @@ def make_units(n: int) -> list[dict[str, str]]:
                 k += 1
                 name = f"{place} {k}"
             keys.add(unit_key(name))
-            units.append({"unit_code": f"{code:05d}", "unit_name": name, "unit_type": _pick(rng, _UNIT_TYPE),
+            units.append({"unit_code": f"{code:05d}", "unit_name": name,
+                          "unit_type": _pick(rng, _UNIT_TYPE[kind]),
                           "district_code": f"{d + 1:03d}", "district_name": dname,
-                          "province_code": f"{p + 1:02d}", "province_name": province_name})
+                          "province_code": f"{p + 1:02d}", "province_name": province_name,
+                          "highland": highland})
     return units
 
 
@@ -137,7 +146,7 @@ def write_units_csv(units: list[dict[str, str]], path: Path) -> None:
 
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", encoding="utf-8", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=UNIT_COLUMNS)
+        w = csv.DictWriter(fh, fieldnames=UNIT_COLUMNS, extrasaction="ignore")
         w.writeheader()
         w.writerows(units)
     tmp.replace(path)
@@ -152,23 +161,29 @@ def _vn(n: int) -> str:
     return f"{n:,}".replace(",", ".")
 
 
-def plan_submissions(units: list[dict[str, str]]) -> list[dict]:
-    """What to write for every unit: a list of tasks (file name, unit, values, cell edits, xls, slip)."""
-    from pipeline.samples import plausible
-
+def plan_submissions(units: list[dict[str, str]], seed: str = "",
+                     plausibility_rate: float = PLAUSIBILITY_SLIP_RATE,
+                     slip_rate: float = SLIP_RATE) -> list[dict]:
+    """What to write for every unit: a list of tasks (file name, unit, values, cell edits, xls, slip, label).
+    `seed` changes every unit's figures and slips; `label` is figures.make_slip's label of a plausibility
+    slip (kind, field, factor), None for the other slips and clean units."""
     tasks = []
     for u in units:
         code = u["unit_code"]
-        rng = random.Random(f"tonghop-bench-{code}")
+        rng = random.Random(f"tonghop-bench-{seed}{code}")
         if rng.random() < MISSING_RATE:
             continue
-        values = plausible(code)
+        values = realistic(u, random.Random(f"tonghop-bench-figures-{seed}{code}"))
         unit = dict(u, full_name=f"{u['unit_type'].capitalize()} {u['unit_name']}")
         stem = f"{u['district_code']}/{code}-{slug(u['unit_name'])}"
         ext = ".xls" if rng.random() < XLS_RATE else ".xlsx"
         edits: dict[str, object] = {}
         percent: list[str] = []
-        slip = rng.choice(SLIPS) if rng.random() < SLIP_RATE else ""
+        slip = rng.choice(SLIPS) if rng.random() < slip_rate else ""
+        label = None
+        if not slip and rng.random() < plausibility_rate:
+            label = make_slip(values, rng.choice(SLIP_KINDS), rng)
+            slip = label["kind"] if label else ""
         total = int(values.get("total.participants") or 0)
         if slip == "total-as-text" and total < 100:
             slip = "total-typed-wrong"
@@ -199,7 +214,7 @@ def plan_submissions(units: list[dict[str, str]]) -> list[dict]:
             values["households"] = _vn(int(values["households"]))
             values["production_value_bn"] = f"{values['production_value_bn']:.2f}".replace(".", ",")
         base = {"unit": unit, "values": values, "edits": edits, "percent": percent, "xls": ext == ".xls",
-                "slip": slip, "unit_code": code}
+                "slip": slip, "unit_code": code, "label": label}
         if slip == "resubmitted":  # a first version with a wrong board total, then the corrected one
             first = dict(values, board_total=9, report_date=values["report_date"].replace(day=5))
             tasks.append(base | {"name": f"{stem}-lan-1{ext}", "values": first})
@@ -207,6 +222,23 @@ def plan_submissions(units: list[dict[str, str]]) -> list[dict]:
         else:
             tasks.append(base | {"name": f"{stem}{ext}"})
     return tasks
+
+
+def write_labels(tasks: list[dict], path: Path) -> None:
+    """labels.csv: every file with a slip, the slip's kind and, for a plausibility slip, the field typed
+    wrong and the factor (what bench/plausibility.py computes recall from)."""
+    import csv
+
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["unit_code", "file", "slip", "field", "factor"])
+        for t in tasks:
+            if t["slip"]:
+                label = t.get("label") or {}
+                w.writerow([t["unit_code"], t["name"], t["slip"], label.get("field", ""),
+                            label.get("factor", "")])
+    tmp.replace(path)
 
 
 _GEN: dict = {}
@@ -243,7 +275,8 @@ def cache_key(n: int) -> str:
     the renderer, the sample figures and this generator's version: what the generated files depend on."""
     h = hashlib.sha256(f"n={n};generator={GENERATOR_VERSION};period={PERIOD}".encode())
     yamls = [p for p in sorted(SCHEMAS_DIR.glob("*.yaml")) if p.name != "rules.yaml"]
-    for p in [*yamls, ROOT / "pipeline" / "template.py", ROOT / "pipeline" / "samples.py"]:
+    code = [ROOT / "pipeline" / p for p in ("template.py", "samples.py")] + [ROOT / "bench" / "figures.py"]
+    for p in [*yamls, *code]:
         h.update(p.name.encode() + b"\0" + p.read_bytes())
     return h.hexdigest()[:16]
 
@@ -272,6 +305,7 @@ def prepare(n: int, cache: Path, gen_jobs: int) -> dict:
     units = make_units(n)
     write_units_csv(units, folder / "units.csv")
     tasks = plan_submissions(units)
+    write_labels(tasks, folder / "labels.csv")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     inbox.mkdir(exist_ok=True)
@@ -400,8 +434,10 @@ def _rss(procs) -> int:
     return total
 
 
-def run_tonghop(inbox: Path, units_csv: Path, out: Path, *, feedback: bool, jobs: int | None) -> dict:
-    """One `tonghop consolidate` in a fresh process; wall times, stage times, peak RSS."""
+def run_tonghop(inbox: Path, units_csv: Path, out: Path, *, feedback: bool, jobs: int | None,
+                root: Path = ROOT) -> dict:
+    """One `tonghop consolidate` in a fresh process, of the code in `root` (this tree, or --baseline);
+    wall times, stage times, peak RSS."""
     import psutil
 
     shutil.rmtree(out, ignore_errors=True)
@@ -412,7 +448,8 @@ def run_tonghop(inbox: Path, units_csv: Path, out: Path, *, feedback: bool, jobs
     if jobs is not None:
         args += ["--jobs", str(jobs)]
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", _CHILD, *args], cwd=ROOT, stdout=subprocess.PIPE,
+    # `python -c` puts the working folder first on sys.path: the child runs the pipeline package of `root`
+    proc = subprocess.Popen([sys.executable, "-c", _CHILD, *args], cwd=root, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     peak = [0, 0]
     stop = threading.Event()
@@ -518,7 +555,7 @@ def summarise(info: dict, files: int, full: list[dict], nofb: list[dict], naive_
         "main_process_rss_mb": round(max(r["main_rss_mb"] for r in full + nofb), 1),
         "largest_child_rss_mb": round(max(r["worker_rss_mb"] for r in full + nofb), 1),
         "tree_rss_sum_mb": round(max(r["tree_rss_sum_mb"] for r in full + nofb), 1),
-        "counts": full[-1]["counts"],
+        "counts": (full or nofb)[-1]["counts"],
         "validate_ms_per_file": round(1000 * stages_nofb.get("validate", float("nan")) / files, 4),
         "read_ms_per_file": round(1000 * stages_nofb.get("read", float("nan")) / files, 4),
         "job_ms_per_file_no_feedback": round(1000 * job_nofb / files, 3),
@@ -579,6 +616,16 @@ def table(r: dict) -> str:
         "--no-feedback job)",
         f"job over floor               {r['job_over_floor']:.2f}x   (tonghop --no-feedback job / floor)",
     ]
+    if "baseline" in r:
+        b = r["baseline"]["stages_no_feedback"]
+        lines += ["", f"--no-feedback, side by side   {'baseline':>12}{'this tree':>12}{'change':>10}"]
+        for k in dict.fromkeys([*b, *nf]):
+            before, after = b.get(k, 0.0), nf.get(k, 0.0)
+            change = f"{100 * (after - before) / before:+.1f} %" if before else ""
+            lines.append(f"{k:<29}{before:>12.3f}{after:>12.3f}{change:>10}")
+        before, after = r["baseline"]["job_seconds_no_feedback"], r["job_seconds_no_feedback"]
+        lines.append(f"{'job wall (in process)':<29}{before:>12.3f}{after:>12.3f}"
+                     f"{100 * (after - before) / before:>+9.1f} %")
     return "\n".join(lines)
 
 
@@ -593,9 +640,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json", help="results JSON")
     p.add_argument("--gen-jobs", type=int, default=os.cpu_count() or 1, help="processes generating files")
     p.add_argument("--generate-only", action="store_true", help="generate (or resume) the inbox and stop")
+    p.add_argument("--skip", default="", help="measurements to leave out, comma-separated: naive, floor, "
+                   "feedback (the full job); the tonghop --no-feedback runs always run")
+    p.add_argument("--baseline", type=Path, default=None,
+                   help="also time tonghop --no-feedback from the code in this folder (e.g. `git archive "
+                        "<commit> | tar -x -C DIR`), on the same inbox, alternating with this tree's runs")
     args = p.parse_args(argv)
     if args.n < 1 or args.repeat < 1:
         p.error("--n and --repeat must be at least 1")
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    if skip - {"naive", "floor", "feedback"}:
+        p.error(f"--skip: unknown {sorted(skip - {'naive', 'floor', 'feedback'})}")
+    if args.baseline is not None and not (args.baseline / "pipeline" / "cli.py").is_file():
+        p.error(f"--baseline: {args.baseline} holds no pipeline/cli.py")
     cache = args.cache.resolve()
     info = prepare(args.n, cache, args.gen_jobs)
     if args.generate_only:
@@ -609,20 +666,31 @@ def main(argv: list[str] | None = None) -> int:
     warm(files)
     args.load_before = _load()
     out = Path(info["folder"]) / "out"
-    full, nofb, naive_runs, floor_runs = [], [], [], []
+    full, nofb, naive_runs, floor_runs, base = [], [], [], [], []
     for i in range(args.repeat):
-        _say(f"run {i + 1}/{args.repeat}: floor", end="")
-        floor_runs.append(floor(files, sheets))
-        if i < naive_repeat:
-            _say(", naive", end="")
+        _say(f"run {i + 1}/{args.repeat}:", end="")
+        if "floor" not in skip:
+            _say(" floor,", end="")
+            floor_runs.append(floor(files, sheets))
+        if i < naive_repeat and "naive" not in skip:
+            _say(" naive,", end="")
             naive_runs.append({k: round(v, 4) for k, v in naive(files).items()})
-        _say(", tonghop --no-feedback", end="")
+        if args.baseline is not None:
+            _say(" baseline --no-feedback,", end="")
+            base.append(run_tonghop(inbox, units_csv, out, feedback=False, jobs=args.jobs,
+                                    root=args.baseline.resolve()))
+        _say(" tonghop --no-feedback", end="")
         nofb.append(run_tonghop(inbox, units_csv, out, feedback=False, jobs=args.jobs))
-        _say(", tonghop", end="")
-        full.append(run_tonghop(inbox, units_csv, out, feedback=True, jobs=args.jobs))
-        _say(f" (job {full[-1]['job_seconds']:.1f} s)")
+        if "feedback" not in skip:
+            _say(", tonghop", end="")
+            full.append(run_tonghop(inbox, units_csv, out, feedback=True, jobs=args.jobs))
+        _say(f" (job {nofb[-1]['job_seconds']:.1f} s without feedback)")
     shutil.rmtree(out, ignore_errors=True)
     result = summarise(info, len(files), full, nofb, naive_runs, floor_runs, args)
+    if base:
+        result["baseline"] = {"code": str(args.baseline), "stages_no_feedback": _median_stages(base),
+                              "job_seconds_no_feedback": round(_median([r["job_seconds"] for r in base]), 3),
+                              "runs": base}
     print(table(result))
     received = result["counts"].get("units_received", 0)
     if received < 0.95 * info["units_sending"]:

@@ -172,6 +172,7 @@ class Definition:
     office: Office = field(default_factory=lambda: Office("", ""))
     district: DistrictLayout = field(default_factory=DistrictLayout)
     path: Path = field(default=DEFAULT_DEFINITION)
+    plausibility: Plausibility | None = None  # build_definition always sets one (empty without the section)
 
     def sheet(self, sheet_id: str) -> Sheet:
         return next(s for s in self.sheets if s.id == sheet_id)
@@ -680,6 +681,8 @@ def _build(raw: dict, path: Path) -> Definition:
     _need(not dup, f"{name}: rules", f"trùng mã với rules.yaml: {sorted(dup)}")
     rules |= own
     _need("total-mismatch" in rules, f"{name}: rules", "thiếu quy tắc 'total-mismatch'")
+    plausibility, plausibility_rules = parse_plausibility(raw.get("plausibility"), fields, rules, name)
+    rules |= plausibility_rules
     for rule in rules.values():
         missing = set(rule.suppressed_by) - set(rules)
         _need(not missing, f"{name}: rules.{rule.id}.suppressed_by", f"quy tắc không có: {sorted(missing)}")
@@ -702,4 +705,243 @@ def _build(raw: dict, path: Path) -> Definition:
         office=_office(raw.get("office"), f"{name}: office"),
         district=_district(raw.get("district"), f"{name}: district", fields, sheets),
         path=path,
+        plausibility=plausibility,
     )
+
+
+# --- The plausibility section (`plausibility:` of the report YAML) ----------------------------------------
+# Figures that are possible but unlikely: ratios between fields of one unit, the report date against the
+# period, and each unit's figures against its peers. Every finding is a warning. pipeline.plausibility
+# (within a unit) and pipeline.peers (among units) evaluate what is parsed here.
+
+# Generic rules the plausibility code emits (messages in rules.yaml); a ratio may name its own rule.
+RATIO_RULE = "ratio-implausible"
+MAGNITUDE_RULES = {3: "magnitude-thousand", 6: "magnitude-million"}  # power of ten -> rule
+PEER_RULES = {"high": "peer-high", "low": "peer-low", 3: "peer-magnitude-thousand",
+              6: "peer-magnitude-million"}
+DISTRICT_RULES = {"high": "district-peer-high", "low": "district-peer-low",
+                  "ratio": "district-ratio-implausible"}
+
+
+@dataclass(frozen=True, slots=True)
+class Ratio:
+    """One ratio instance (a `*.` path already expanded to one row): scale * sum(numerator) /
+    (sum(denominator) / sum(per)) must lie in [min, max]. An empty denominator is 1 (a plain range)."""
+
+    id: str  # the YAML entry's id; a row's instance keeps it (recall and tests group by it)
+    rule: str
+    measure: str  # Vietnamese name of the ratio, for messages ("số người bình quân một hộ")
+    numerator: tuple[str, ...]
+    denominator: tuple[str, ...] = ()
+    per: tuple[str, ...] = ()
+    scale: float = 1.0
+    min: float | None = None
+    max: float | None = None
+    typical: float = 1.0  # the usual value: a magnitude diagnosis prefers the reading nearest to it
+    at: str = ""  # the cell a finding goes to when nothing points at another one
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return (*self.numerator, *self.denominator, *self.per)
+
+
+@dataclass(frozen=True, slots=True)
+class DateWindow:
+    """The date field must fall between `days_before_end` days before the period's last day and
+    `days_after_end` days after it."""
+
+    field: str
+    rule: str
+    days_before_end: int
+    days_after_end: int
+
+
+@dataclass(frozen=True, slots=True)
+class PeerField:
+    """A field compared among peers, as scale * field / sum(per) (or the field itself without `per`)."""
+
+    field: str
+    per: tuple[str, ...] = ()
+    scale: float = 1.0
+    measure: str = ""
+    low: bool = False  # also flag figures far below the median (small counts vary too much for most fields)
+    min_decades: float | None = None  # this field's own limits (default: the section's)
+    max_decades: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Plausibility:
+    ratios: tuple[Ratio, ...] = ()
+    report_date: DateWindow | None = None
+    peers: tuple[PeerField, ...] = ()
+    min_peers: int = 8  # smaller groups are left to the ratios' bounds
+    min_decades: float = 1.0  # a figure nearer its peers' median than 10**min_decades is never flagged
+    max_decades: float = 1.5  # ... and one farther than 10**max_decades always is
+    mad_factor: float = 5.0  # between the two: farther than mad_factor robust deviations (1.4826 MAD)
+    magnitude_tolerance: float = 0.5  # a figure 10**(3 +- this) off is diagnosed as a x1000 slip
+
+
+_PLAUS_KEYS = {"rules", "ratios", "report_date", "peers"}
+_RATIO_KEYS = {"id", "rule", "measure", "numerator", "denominator", "per", "scale", "min", "max", "typical",
+               "at", "why"}
+_PEER_KEYS = {"min_peers", "min_decades", "max_decades", "mad_factor", "magnitude_tolerance", "fields"}
+
+
+def _paths(spec: object, where: str) -> list[str]:
+    paths = [spec] if isinstance(spec, str) else spec
+    _need(isinstance(paths, list) and all(isinstance(p, str) and p for p in paths), where,
+          "phải là mã trường hoặc danh sách mã trường")
+    return paths
+
+
+def _expand_rows(paths: list[str], fields: dict[str, Field], where: str) -> list[tuple[str, ...]]:
+    """`*.col` paths -> one tuple per non-total row of the table holding column `col` (all wildcards of an
+    entry must be columns of one table); plain ids -> one tuple."""
+    cols = {p[2:] for p in paths if p.startswith("*.")}
+    if not cols:
+        return [tuple(paths)]
+    rows = None
+    for col in cols:
+        found = [f.table_row for f in fields.values() if f.table_col == col and not f.total_of]
+        _need(bool(found), where, f"không có cột bảng {col!r}")
+        rows = found if rows is None else [r for r in rows if r in found]
+    return [tuple(p.replace("*.", f"{r}.", 1) for p in paths) for r in rows or []]
+
+
+def _numeric_ids(ids: tuple[str, ...], fields: dict[str, Field], where: str) -> None:
+    for fid in ids:
+        _need(fid in fields, where, f"trường {fid!r} không có trong định nghĩa")
+        _need(fields[fid].numeric, where, f"trường {fid!r} không phải trường số")
+
+
+def _number(spec: dict, key: str, where: str, default: float | None = None) -> float | None:
+    v = spec.get(key, default)
+    number = isinstance(v, (int, float)) and not isinstance(v, bool)
+    _need(v is None or number, where, f"'{key}' phải là số")
+    return None if v is None else float(v)
+
+
+def _ratios(specs: object, fields: dict[str, Field], rules: dict, where: str) -> tuple[Ratio, ...]:
+    _need(isinstance(specs, list), where, "phải là một danh sách")
+    out: list[Ratio] = []
+    seen: set[str] = set()
+    for i, spec in enumerate(specs):
+        w = f"{where}[{i}]"
+        _need(isinstance(spec, dict), w, "phải là một bảng khóa-giá trị")
+        unknown = set(spec) - _RATIO_KEYS
+        _need(not unknown, w, f"khóa không biết: {sorted(unknown)}")
+        rid = spec.get("id")
+        good = isinstance(rid, str) and _ID.match(rid) is not None and rid not in seen
+        _need(good, w, "thiếu 'id' hợp lệ, không trùng")
+        seen.add(rid)
+        w = f"{where}[{i}] ({rid})"
+        rule = spec.get("rule", RATIO_RULE)
+        _need(rule in rules, w, f"quy tắc {rule!r} chưa có trong 'rules'")
+        _need(isinstance(spec.get("measure"), str) and spec["measure"].strip() != "", w, "thiếu 'measure'")
+        _need(isinstance(spec.get("why"), str) and spec["why"].strip() != "", w,
+              "thiếu 'why' (nguồn hoặc lý do của khoảng hợp lý)")
+        lo, hi = _number(spec, "min", w), _number(spec, "max", w)
+        _need(lo is not None or hi is not None, w, "cần 'min' hoặc 'max'")
+        _need(lo is None or hi is None or 0 < lo < hi, w, "cần 0 < min < max")
+        scale = _number(spec, "scale", w, 1.0)
+        _need(scale is not None and scale > 0, w, "'scale' phải dương")
+        typical = _number(spec, "typical", w)
+        if typical is None:  # one-sided ranges say their usual value; two-sided ones default to the middle
+            _need(lo is not None and hi is not None, w,
+                  "khoảng chỉ có một đầu cần 'typical' (giá trị thường gặp)")
+            typical = (lo * hi) ** 0.5
+        _need(typical > 0 and (lo is None or typical >= lo) and (hi is None or typical <= hi), w,
+              "'typical' phải nằm trong khoảng hợp lý")
+        _need("numerator" in spec, w, "thiếu 'numerator'")
+        _need("per" not in spec or "denominator" in spec, w, "'per' cần 'denominator'")
+        parts = {k: _paths(spec[k], f"{w}.{k}") for k in ("numerator", "denominator", "per") if k in spec}
+        flat = [(k, p) for k, ps in parts.items() for p in ps]
+        expanded = _expand_rows([p for _, p in flat], fields, w)
+        for inst in expanded:
+            got = {k: tuple(x for (kk, _), x in zip(flat, inst, strict=True) if kk == k) for k in parts}
+            ids = (*got["numerator"], *got.get("denominator", ()), *got.get("per", ()))
+            _numeric_ids(ids, fields, w)
+            at = spec.get("at", got["numerator"][0])
+            if isinstance(at, str) and at.startswith("*."):
+                at = next((x for x in ids if x.endswith(at[1:])), at)
+            _need(at in ids, w, f"ô ghi cảnh báo {at!r} phải là một trường của tỷ lệ")
+            out.append(Ratio(id=rid, rule=rule, measure=spec["measure"].strip(), numerator=got["numerator"],
+                             denominator=got.get("denominator", ()), per=got.get("per", ()), scale=scale,
+                             min=lo, max=hi, typical=typical, at=at))
+    return tuple(out)
+
+
+def _date_window(spec: object, fields: dict[str, Field], rules: dict, where: str) -> DateWindow:
+    _need(isinstance(spec, dict), where, "phải là một bảng khóa-giá trị")
+    unknown = set(spec) - {"field", "rule", "days_before_end", "days_after_end", "why"}
+    _need(not unknown, where, f"khóa không biết: {sorted(unknown)}")
+    fid = spec.get("field")
+    _need(fid in fields and fields[fid].type == "date", where, f"'field' {fid!r} phải là một trường ngày")
+    rule = spec.get("rule", "report-date-outside-period")
+    _need(rule in rules, where, f"quy tắc {rule!r} chưa có trong 'rules'")
+    days = [spec.get(k) for k in ("days_before_end", "days_after_end")]
+    _need(all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in days), where,
+          "'days_before_end' và 'days_after_end' phải là số ngày (số nguyên ≥ 0)")
+    return DateWindow(fid, rule, days[0], days[1])
+
+
+def _peers(spec: object, fields: dict[str, Field], where: str) -> dict:
+    _need(isinstance(spec, dict), where, "phải là một bảng khóa-giá trị")
+    unknown = set(spec) - _PEER_KEYS
+    _need(not unknown, where, f"khóa không biết: {sorted(unknown)}")
+    out: dict = {}
+    for key in ("min_decades", "max_decades", "mad_factor", "magnitude_tolerance"):
+        if key in spec:
+            v = _number(spec, key, where)
+            _need(v is not None and v > 0, where, f"'{key}' phải dương")
+            out[key] = v
+    if "min_peers" in spec:
+        _need(isinstance(spec["min_peers"], int) and spec["min_peers"] >= 3, where, "'min_peers' phải ≥ 3")
+        out["min_peers"] = spec["min_peers"]
+    lo, hi = out.get("min_decades", 1.0), out.get("max_decades", 1.5)
+    _need(lo <= hi, where, "cần min_decades ≤ max_decades")
+    peer_fields = []
+    for i, f in enumerate(spec.get("fields") or []):
+        w = f"{where}.fields[{i}]"
+        keys = {"field", "per", "scale", "measure", "low", "min_decades", "max_decades"}
+        _need(isinstance(f, dict) and not set(f) - keys, w,
+              f"cần 'field' và có thể có {sorted(keys - {'field'})}")
+        _need(isinstance(f.get("low", False), bool), w, "'low' phải là true hoặc false")
+        per = tuple(_paths(f["per"], f"{w}.per")) if "per" in f else ()
+        _numeric_ids((f.get("field", ""), *per), fields, w)
+        _need(isinstance(f.get("measure"), str) and f["measure"].strip() != "", w, "thiếu 'measure'")
+        scale = _number(f, "scale", w, 1.0)
+        _need(scale is not None and scale > 0, w, "'scale' phải dương")
+        own = {k: _number(f, k, w) for k in ("min_decades", "max_decades") if k in f}
+        _need(all(v is not None and v > 0 for v in own.values()), w,
+              "'min_decades', 'max_decades' phải dương")
+        _need(own.get("min_decades", lo) <= own.get("max_decades", hi), w, "cần min_decades ≤ max_decades")
+        peer_fields.append(PeerField(f["field"], per, scale, f["measure"].strip(), f.get("low", False),
+                                     **own))
+    out["peers"] = tuple(peer_fields)
+    return out
+
+
+def parse_plausibility(raw: object, fields: dict[str, Field], rules: dict[str, Rule],
+                       name: str) -> tuple[Plausibility, dict[str, Rule]]:
+    """Check the report's `plausibility:` section; returns (Plausibility, the rules it defines). `rules` is
+    the registry so far (generic + the report's own): the section's rules must not repeat an id."""
+    if raw is None:
+        return Plausibility(), {}
+    where = f"{name}: plausibility"
+    _need(isinstance(raw, dict), where, "phải là một bảng khóa-giá trị")
+    unknown = set(raw) - _PLAUS_KEYS
+    _need(not unknown, where, f"khóa không biết: {sorted(unknown)}")
+    own = _rules(raw.get("rules"), f"{where}.rules")
+    dup = set(rules) & set(own)
+    _need(not dup, f"{where}.rules", f"trùng mã quy tắc đã có: {sorted(dup)}")
+    every = rules | own
+    used = [RATIO_RULE, *MAGNITUDE_RULES.values(), *PEER_RULES.values(), *DISTRICT_RULES.values()]
+    missing = [r for r in used if r not in every]
+    _need(not missing, where, f"thiếu quy tắc {missing} trong rules.yaml")
+    ratios = _ratios(raw.get("ratios") or [], fields, every, f"{where}.ratios")
+    window = None
+    if "report_date" in raw:
+        window = _date_window(raw["report_date"], fields, every, f"{where}.report_date")
+    peers = _peers(raw["peers"], fields, f"{where}.peers") if "peers" in raw else {}
+    return Plausibility(ratios=ratios, report_date=window, **peers), own

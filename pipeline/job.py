@@ -48,6 +48,8 @@ from pipeline.outputs import (
     write_findings_json,
     write_manifest,
 )
+from pipeline.peers import add_peer_findings
+from pipeline.province import write_provinces
 from pipeline.run import Options, check_files
 from pipeline.text import per_distinct, slug
 
@@ -78,6 +80,7 @@ class Summary:
     left_out: int = 0  # values of counted files left out of the district figures (the counting rule)
     period: str = ""
     samples: list[str] = field(default_factory=list)  # files marked as made-up samples (SAMPLE_KEY)
+    province_files: list[Path] = field(default_factory=list)  # tinh-*.xlsx: districts side by side
 
     @property
     def no_file_of_period(self) -> bool:
@@ -500,6 +503,7 @@ def consolidate_inbox(
         lock.release()
     summary.out_dir = final
     summary.district_files = [final / p.name for p in summary.district_files]
+    summary.province_files = [final / p.name for p in summary.province_files]
     return summary
 
 
@@ -539,6 +543,7 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
     if resub:
         extra = pd.DataFrame(resub).join(subs[["file", "unit_code", "unit_name"]], on="submission")
         findings = pd.concat([findings, make_findings(extra, definition.rules)], ignore_index=True)
+    findings = add_peer_findings(definition, subs, result.values, findings, units)
     cons = consolidate(definition, units, subs, result.values, findings, strict=strict)
     if cons.checks:
         names = units.drop_duplicates("district_code").set_index("district_code")["district_name"]
@@ -571,11 +576,14 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
     sample = bool(subs.loc[subs["chosen"], "sample"].astype(bool).any())
     wide = wide_table(definition, cons.units, cons.figures, cons.left_out, _choice_texts(definition, cons))
 
+    province_files: list[Path] = []
+
     def write_tables() -> None:  # in this process while the workers write the district workbooks
         write_csv(vt[VALUES_COLUMNS], out_dir / "values.csv", VALUES_HEADERS)
         write_csv(findings_table(findings), out_dir / "findings.csv", FINDINGS_HEADERS)
         write_csv(wide[0], out_dir / "bang-so-lieu.csv", wide[1])
         write_findings_json(findings, out_dir / "findings.json")
+        province_files.extend(write_provinces(definition, out_dir, period, cons.units, cons.district))
 
     district_files = write_districts(
         definition, out_dir, period, cons, findings, vt, links, options.jobs, meanwhile=write_tables,
@@ -612,7 +620,7 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
                 "warnings": n_warn,
                 "feedback_workbooks": len(links),
             },
-            "outputs": [p.name for p in district_files]
+            "outputs": [p.name for p in district_files + province_files]
             + ["values.csv", "findings.csv", "findings.json", "bang-so-lieu.csv", "tonghop.log"]
             + sorted(links.values()),
             "timings": {k: round(v, 3) for k, v in stages.items()},
@@ -640,5 +648,6 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
             subs.index[subs["chosen"]])).sum()),
         period,
         samples=subs.loc[subs["sample"].astype(bool), "file"].tolist(),
+        province_files=province_files,
     )
     return summary

@@ -23,6 +23,7 @@ import pandas as pd
 from pipeline.checks import run_checks
 from pipeline.definition import NUMERIC, Definition
 from pipeline.numbers import parse_date, parse_numbers
+from pipeline.plausibility import plausibility_findings
 from pipeline.schema import build_schemas, run_schema
 from pipeline.text import fold, nfc, per_distinct
 from pipeline.wording import cells as cells_text
@@ -331,7 +332,8 @@ def validate(definition: Definition, cells: pd.DataFrame) -> tuple[pd.DataFrame,
     df.loc[tot, "value"] = _lookup(wide, df.loc[tot, "submission"], df.loc[tot, "field"])
     schema_found = _schema_findings(definition, df)
     cross = run_checks(definition, wide, unknown | _required_blank(definition, wide))
-    parts = [parse_found, total_found, text_found, *schema_found, cross]
+    plausible = plausibility_findings(definition, wide, unknown, df)
+    parts = [parse_found, total_found, text_found, *schema_found, cross, plausible]
     findings = (
         pd.concat([p for p in parts if not p.empty], ignore_index=True)
         if any(not p.empty for p in parts)
@@ -368,4 +370,5 @@ def _attach_cells(findings: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
                 cells_text([cell_of.get((sub, f), "") for f in str(ids or "").split()])
                 for sub, ids in zip(findings.loc[sides, "submission"], findings.loc[sides, side], strict=True)
             ]
-    return findings[FINDING_KEYS].reset_index(drop=True)
+    extra = [c for c in findings.columns if c not in FINDING_KEYS]  # a rule's placeholders, for its message
+    return findings[FINDING_KEYS + extra].reset_index(drop=True)

@@ -36,3 +36,19 @@ def test_bench_runs_on_a_small_inbox(tmp_path):
     assert len({p.suffix for p in (cache / "n30" / "inbox").rglob("*.xls*")}) == 2, "a mix of .xlsx and .xls"
     units = (cache / "n30" / "units.csv").read_text(encoding="utf-8").splitlines()
     assert units[0].split(",")[:2] == ["unit_code", "unit_name"] and len(units) == 31
+    labels = (cache / "n30" / "labels.csv").read_text(encoding="utf-8").splitlines()
+    assert labels[0] == "unit_code,file,slip,field,factor"
+    assert all((cache / "n30" / "inbox" / line.split(",")[1]).is_file() for line in labels[1:])
+
+
+def test_bench_times_a_baseline_side_by_side_and_skips_what_it_is_told(tmp_path):
+    """--baseline runs another copy of the code on the same inbox (here: this tree itself)."""
+    cache, out = tmp_path / "cache", tmp_path / "results.json"
+    cmd = [sys.executable, str(ROOT / "bench" / "bench.py"), "--n", "30", "--repeat", "1", "--cache",
+           str(cache), "--out", str(out), "--skip", "naive,floor,feedback", "--baseline", str(ROOT)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "--no-feedback, side by side" in proc.stdout
+    r = json.loads(out.read_text(encoding="utf-8"))
+    assert r["runs"]["naive"] == [] and r["runs"]["floor"] == [] and r["runs"]["with_feedback"] == []
+    assert r["baseline"]["stages_no_feedback"]["validate"] > 0 and r["stages_no_feedback"]["validate"] > 0

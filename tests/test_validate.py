@@ -128,7 +128,7 @@ def test_many_submissions_are_validated_together():
 
 def test_a_cross_check_marks_every_cell_it_involves_and_names_them():
     """Poor + near-poor > households: the finding is at the first cell and marks all three."""
-    _, f = validate(DEF, cells({**CLEAN, "poor_households": 2379, "near_poor_households": 31}))
+    _, f = validate(DEF, cells({**CLEAN, "poor_households": 2300, "near_poor_households": 100}))
     (row,) = f.to_dict("records")
     poor, near, hh = (DEF.fields[x].cell for x in ("poor_households", "near_poor_households", "households"))
     assert (row["rule"], row["cell"]) == ("poor-exceeds-households", poor)
