@@ -368,6 +368,8 @@ def cmd_consolidate(args: argparse.Namespace) -> int:
             print(f"  - {p.name} (bảng tổng hợp)")
     else:
         print(f"  - {len(summary.district_files)} bảng tổng hợp, mỗi huyện một tệp")
+    if summary.province_files:
+        print(f"  - {len(summary.province_files)} bảng so sánh các huyện trong tỉnh (tinh-*.xlsx)")
     print(f"  - feedback/ ({summary.feedback_files} tệp phản hồi cho các đơn vị)")
     print("  - values.csv, findings.csv, bang-so-lieu.csv, manifest.json")
     if summary.samples:
