@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from pipeline import __version__
+from pipeline.cli_history import HISTORY_COMMANDS, add_history_commands, store_path
+from pipeline.cli_history import store_options as _store_options
 from pipeline.definition import (
     DEFAULT_DEFINITION,
     DEFAULT_UNITS,
@@ -50,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1),
                    help="số tiến trình đọc tệp và ghi kết quả (mặc định: số lõi, tối đa 4)")
     p.add_argument("--quiet", action="store_true", help="không hiện thanh tiến độ")
+    _store_options(p)
+    p.add_argument("--no-store", action="store_true", help="không đọc, không ghi tệp lịch sử")
+    p.add_argument("--deadline",
+                   help="hạn nộp của kỳ, ví dụ 25/06/2020 (mặc định: theo schemas/periods.yaml)")
+    add_history_commands(sub)
     return parser
 
 
@@ -84,11 +91,13 @@ def _progress(quiet: bool):
 
 def cmd_consolidate(args: argparse.Namespace) -> int:
     from pipeline.job import OutputError, RunError, consolidate_inbox
+    from pipeline.periods import load_deadlines, parse_deadline
     from pipeline.run import Options
     from pipeline.units import load_units
 
     definition = load_definition(args.definition)
     period = check_period(args.period)
+    deadline = parse_deadline(args.deadline) if args.deadline else load_deadlines().for_period(period)
     if not args.inbox.is_dir():
         print(
             f"Không tìm thấy thư mục hộp thư «{args.inbox}». Đề nghị lưu các tệp báo cáo vào thư mục đó.",
@@ -108,6 +117,9 @@ def cmd_consolidate(args: argparse.Namespace) -> int:
             options=Options(period=period, timeout=args.timeout, jobs=max(1, args.jobs),
                             readers=max(1, args.jobs)),
             on_progress=_progress(args.quiet),
+            store=None if args.no_store else store_path(args),
+            deadline=deadline,
+            units_file=args.units,
         )
     except OutputError as exc:
         print(str(exc), file=sys.stderr)
@@ -124,6 +136,8 @@ def cmd_consolidate(args: argparse.Namespace) -> int:
     )
     if summary.missing:
         print(f"Chưa nộp ({len(summary.missing)}): {', '.join(summary.missing)}.")
+    if summary.on_time is not None:
+        print(f"Nộp đúng hạn ({deadline:%d/%m/%Y}): {summary.on_time}/{summary.received} đơn vị đã nộp.")
     print(f"Phát hiện {summary.errors} lỗi và {summary.warnings} cảnh báo.")
     if summary.skipped:
         print(f"Bỏ qua {len(summary.skipped)} tệp không phải bảng tính: {', '.join(summary.skipped)}.")
@@ -135,6 +149,12 @@ def cmd_consolidate(args: argparse.Namespace) -> int:
         print(f"  - {len(summary.district_files)} bảng tổng hợp, mỗi huyện một tệp")
     print(f"  - feedback/ ({summary.feedback_files} tệp phản hồi cho các đơn vị)")
     print("  - values.csv, findings.csv, manifest.json")
+    if summary.store_problem:
+        print(f"Chú ý: {summary.store_problem} Kết quả vẫn được ghi đầy đủ, nhưng lần tổng hợp này chưa được "
+              "lưu vào lịch sử.", file=sys.stderr)
+        return EXIT_ERRORS
+    if summary.run_id is not None:
+        print(f"Đã lưu vào lịch sử: lần tổng hợp số {summary.run_id} ({store_path(args)}).")
     return EXIT_OK
 
 
@@ -197,7 +217,8 @@ def cmd_templates(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"templates": cmd_templates, "check": cmd_check, "consolidate": cmd_consolidate}
+COMMANDS = {"templates": cmd_templates, "check": cmd_check, "consolidate": cmd_consolidate,
+            **HISTORY_COMMANDS}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,6 +62,7 @@ _FORMATS = {
     "text": _BOX, "text_b": _BOX | {"bold": True}, "code": {"border": 1, "align": "center"},
     "link": _BOX | {"font_color": "blue", "underline": 1},
     "when": {"border": 1, "num_format": "dd/mm/yyyy hh:mm", "align": "center"},
+    "day": {"border": 1, "num_format": "dd/mm/yyyy", "align": "center"},
     "error": {"border": 1, "bold": True, "font_color": "#9C0006", "bg_color": "#FFC7CE"},
     "warning": {"border": 1, "bold": True, "font_color": "#9C5700", "bg_color": "#FFEB9C"},
     "sign": {"bold": True, "align": "center"}, "sign_note": {"italic": True, "align": "center"},
@@ -189,7 +190,7 @@ class _Book:
 def write_district_workbook(path: Path, definition, *, district: Mapping, period: str, run_date: str,
                             units: pd.DataFrame, figures: pd.DataFrame, district_values: pd.DataFrame,
                             choices: pd.DataFrame, findings: pd.DataFrame, values: pd.DataFrame,
-                            feedback_links: Mapping[str, str]) -> int:
+                            feedback_links: Mapping[str, str], run_label: str = "") -> int:
     """Write the consolidated workbook of one district to `path` (atomically).
 
     `district` holds district_code, district_name, province_name; `units` one row per unit of the list
@@ -197,7 +198,10 @@ def write_district_workbook(path: Path, definition, *, district: Mapping, period
     `figures` the counted units' numbers (index unit_code, a column per field id); `district_values`
     (field, value, units) and `choices` (field, choice, count) the consolidated figures; `findings` the
     findings with `label`; `values` the tidy table; `feedback_links` unit_code → path of the ward's
-    feedback workbook relative to `path`'s folder. Returns how many strings were cut at 32,767 characters.
+    feedback workbook relative to `path`'s folder; `run_label` names the run in the history store.
+    From the history store, optionally: `units` deadline, received, lateness, changes, changed_from;
+    `district_values` previous, previous_label, change (the earlier period's figure beside each).
+    Returns how many strings were cut at 32,767 characters.
     """
     label = definition.period_label(period)
     esc = str.maketrans({"&": "&&"})  # a lone & starts a header control code
@@ -211,7 +215,8 @@ def write_district_workbook(path: Path, definition, *, district: Mapping, period
         wb.set_properties({"title": f"{definition.title} – {district['district_name']}", "subject": label,
                            "author": "Phòng GD&ĐT"})
         book = _Book(wb, header, splice=not large)
-        activities = _summary(book, definition, district, label, run_date, units, district_values, choices)
+        activities = _summary(book, definition, district, label, run_date, units, district_values, choices,
+                              run_label)
         _by_unit(book, definition, units, figures, activities)
         _findings(book, definition, findings, feedback_links)
         _submissions(book, units)
@@ -237,13 +242,16 @@ def _kind(field, bold: bool = False) -> str:
     return kind + ("_b" if bold else "")
 
 
-def _summary(book: _Book, d, district, label, run_date, units, district_values, choices) -> dict | None:
-    """Sheet "Tổng hợp": heading, each section of the definition with the district's figures, signatures.
+def _summary(book: _Book, d, district, label, run_date, units, district_values, choices,
+             run_label: str = "") -> dict | None:
+    """Sheet "Tổng hợp": heading, each section of the definition with the district's figures (and the
+    earlier period's beside them when the history store has it), signatures.
 
     Returns where the activities' participants are (for the chart on "Theo đơn vị"), or None."""
     ws, f, s = book.sheet(SHEETS[0]), book.f, book.big
-    last = max(4, *(1 + len(sh.columns) for sh in d.sheets))
-    for col, width in enumerate(_SUMMARY_WIDTHS):
+    prev, prev_label = _earlier(district_values)
+    last = max(4 + 2 * bool(prev), *(1 + len(sh.columns) for sh in d.sheets))
+    for col, width in enumerate(_SUMMARY_WIDTHS + (_EARLIER_WIDTHS if prev else ())):
         ws.set_column(col, col, width)
     dv = {r.field: (r.value, r.units) for r in district_values.itertuples(index=False)}
     counts: dict[str, dict[str, int]] = {}
@@ -254,14 +262,16 @@ def _summary(book: _Book, d, district, label, run_date, units, district_values, 
     ws.set_row(0, 42)
     book.merge(ws, 0, 0, last, f"{d.title} – {district['district_name']}", f["title"])
     book.merge(ws, 1, 0, last, f"Kỳ báo cáo: {label} – {district.get('province_name', '')}", f["italic"])
-    book.text(ws, 2, 0, f"Ngày tổng hợp: {run_date}", s["left"])
-    book.text(ws, 3, 0, f"Số đơn vị đã báo cáo: {received}/{len(units)}; số đơn vị được tổng hợp số liệu: "
-                        f"{counted}", s["left"])
+    book.text(ws, 2, 0, f"Ngày tổng hợp: {run_date}" + (f" ({run_label})" if run_label else ""), s["left"])
+    book.text(ws, 3, 0, f"Số đơn vị đã báo cáo: {received}/{len(units)}{_on_time(units)}; số đơn vị được "
+                        f"tổng hợp số liệu: {counted}", s["left"])
     ws.freeze_panes(2, 0)
     r, activities = 5, None
     for sheet in d.sheets:
         if sheet.kind == "table":
             r, activities = _summary_table(book, ws, d, sheet, dv, counted, r, last)
+            if prev:
+                r = _table_earlier(book, ws, d, sheet, prev, prev_label, r, last)
             continue
         shown = [d.fields[i] for i in sheet.fields if d.fields[i].method in ("sum", "weighted_mean", "count")]
         if not shown:
@@ -269,6 +279,8 @@ def _summary(book: _Book, d, district, label, run_date, units, district_values, 
         book.merge(ws, r, 0, last, sheet.title, f["section"])
         book.cells(ws, r + 1, [(h, s["head"]) for h in ("TT", "Nội dung", "Số liệu", "Đơn vị tính",
                                                          "Cách tổng hợp")])
+        if prev:
+            book.cells(ws, r + 1, [(h, s["head"]) for h in (prev_label.capitalize(), "Tăng, giảm")], first=5)
         r += 2
         for n, fld in enumerate(shown, 1):
             text = ""
@@ -291,6 +303,10 @@ def _summary(book: _Book, d, district, label, run_date, units, district_values, 
                 book.number(ws, r, 2, value, s[_kind(fld)])
                 book.text(ws, r, 3, fld.unit or ("%" if fld.type == "percent" else ""), s["code"])
             book.text(ws, r, 4, note, s["text"])
+            if prev:
+                before, change = prev.get(fld.id, (None, ""))
+                book.number(ws, r, 5, before, s[_kind(fld)])
+                book.text(ws, r, 6, change, s["code"])
             r += 1
         r += 1
     for i, (left, right) in enumerate((("NGƯỜI TỔNG HỢP", "TRƯỞNG PHÒNG"),
@@ -302,6 +318,50 @@ def _summary(book: _Book, d, district, label, run_date, units, district_values, 
     ws.print_area(0, 0, r + 2, last)
     book.page(ws)
     return activities
+
+
+_EARLIER_WIDTHS = (15, 17)  # the earlier period's figure and the change, beside a form section's figures
+
+
+def _earlier(district_values: pd.DataFrame) -> tuple[dict[str, tuple[float, str]], str]:
+    """field → (earlier figure, "tăng 114,79 %") and the earlier period's label ("kỳ trước, 6 tháng cuối
+    năm 2019"), when the history store gave any; ({}, "") otherwise."""
+    if "previous" not in district_values or district_values["previous"].isna().all():
+        return {}, ""
+    label = next((x for x in district_values["previous_label"] if x), "")
+    return ({r.field: (r.previous, r.change) for r in district_values.itertuples(index=False)
+             if r.previous == r.previous}, label)
+
+
+def _on_time(units: pd.DataFrame) -> str:
+    """"; đúng hạn: 15" when the run had a deadline."""
+    if "lateness" not in units or "deadline" not in units or units["deadline"].isna().all():
+        return ""
+    return f" (đúng hạn: {int((units['lateness'] == 'Đúng hạn').sum())})"
+
+
+def _table_earlier(book: _Book, ws, d, sheet, prev: dict, prev_label: str, r: int, last: int) -> int:
+    """Under the activity table, the same rows and columns compared with the earlier period: each cell
+    "tăng 136,57 % (350)" (the change, then the earlier figure). Returns the next free row."""
+    f, s = book.f, book.big
+    ids = [cid for cid, _, _ in sheet.columns]
+    book.merge(ws, r, 0, last, f"So sánh với {prev_label}: tăng, giảm (số liệu kỳ đó)", f["section"])
+    heads = ["TT", sheet.table_label, *(f"{g}: {lbl}" if g else lbl for _, lbl, g in sheet.columns)]
+    ws.set_row(r + 1, 36)
+    book.cells(ws, r + 1, [(h, s["head"]) for h in heads])
+    r, n = r + 2, 0
+    for row_id, row_label in sheet.rows:
+        total = bool(d.fields[f"{row_id}.{ids[0]}"].total_of)
+        n += not total
+        cells = []
+        for cid in ids:
+            before, change = prev.get(f"{row_id}.{cid}", (None, ""))
+            cells.append((f"{change} ({show(before)})" if change else "", s["code"]))
+        ws.set_row(r, _height([(row_label, _SUMMARY_WIDTHS[1])], size=12))
+        book.cells(ws, r, [("" if total else f"{n}", s["code"]),
+                           (row_label, s["text_b" if total else "text"]), *cells])
+        r += 1
+    return r + 1
 
 
 def _summary_table(book: _Book, ws, d, sheet, dv, counted: int, r: int, last: int) -> tuple[int, dict | None]:
@@ -466,29 +526,40 @@ def _submissions(book: _Book, units: pd.DataFrame) -> None:
     ws, f, n = book.sheet(SHEETS[3]), book.f, len(units)
     sent = units["status"] != STATUS_MISSING
     with_errors = int((units["status"] == STATUS_ERRORS).sum())
-    book.text(ws, 0, 0, f"Đã nộp {int(sent.sum())}/{n} đơn vị; {with_errors} đơn vị có lỗi", f["bold"])
-    heads = ("Mã đơn vị", "Tên đơn vị", "Đã nộp", "Tệp", "Thời điểm nhận", "Số lỗi", "Số cảnh báo",
-             "Trạng thái", "Tệp bị thay thế")
-    names = units["full_name"] if "full_name" in units else units["unit_name"]
     get = {c: units[c].tolist() if c in units else [None] * n
-           for c in ("file", "received", "errors", "warnings", "superseded")}
+           for c in ("file", "received", "errors", "warnings", "superseded", "deadline", "lateness",
+                     "changes", "changed_from")}
+    due = next((d for d in get["deadline"] if not _blank(d) and d), None)
+    on_time = sum(w == "Đúng hạn" for w in get["lateness"])
+    book.text(ws, 0, 0, f"Đã nộp {int(sent.sum())}/{n} đơn vị; {with_errors} đơn vị có lỗi"
+              + (f"; {on_time} đơn vị nộp đúng hạn (hạn nộp {due:%d/%m/%Y})" if due else ""), f["bold"])
+    heads = ("Mã đơn vị", "Tên đơn vị", "Đã nộp", "Tệp", "Hạn nộp", "Ngày nhận", "Đúng hạn", "Số lỗi",
+             "Số cảnh báo", "Trạng thái", "Tệp bị thay thế", "Các ô thay đổi so với tệp trước")
+    names = units["full_name"] if "full_name" in units else units["unit_name"]
     when = [_received(v) for v in get["received"]]
-    widths = (10, _fit(names, 16, 32), 10, _fit(get["file"], 12, 36), 16, 8, 10, 14,
-              _fit(get["superseded"], 14, 40))
+    days = [dt.datetime.combine(d, dt.time()) if isinstance(d, dt.date) else None for d in get["deadline"]]
+    changed = [f"So với {src}: {c}" if c else "" for c, src in zip(get["changes"], get["changed_from"],
+                                                                    strict=True)]
+    widths = (10, _fit(names, 16, 32), 10, _fit(get["file"], 12, 36), 11, 16, 13, 8, 10, 14,
+              _fit(get["superseded"], 14, 40), 50 if any(changed) else 14)
     book.head(ws, 2, heads, widths)
     columns = [(units["unit_code"].tolist(), f["code"]), (names.tolist(), f["text"]),
                (["Đã nộp" if ok else "Chưa nộp" for ok in sent], f["code"]), (get["file"], f["text"]),
-               ([w or r for w, r in zip(when, get["received"], strict=True)], f["when"]),
-               (get["errors"], f["int"]), (get["warnings"], f["int"]), (units["status"].tolist(), f["code"]),
-               (get["superseded"], f["text"])]
+               (days, f["day"]), ([w or r for w, r in zip(when, get["received"], strict=True)], f["when"]),
+               (get["lateness"], f["code"]), (get["errors"], f["int"]), (get["warnings"], f["int"]),
+               (units["status"].tolist(), f["code"]), (get["superseded"], f["text"]), (changed, f["text"])]
     for i in range(n):
-        ws.set_row(i + 3, _height([(get["file"][i], widths[3]), (get["superseded"][i], widths[8])]))
+        ws.set_row(i + 3, _height([(get["file"][i], widths[3]), (get["superseded"][i], widths[10]),
+                                   (changed[i], widths[11])]))
     if book.splice and n:
         _rows_spliced(book, ws, 3, columns)
     else:
         for i in range(n):
             book.cells(ws, i + 3, [(values[i], fmt) for values, fmt in columns])
-    book.status_colours(ws, 3, max(n + 2, 3), 7)
+    book.status_colours(ws, 3, max(n + 2, 3), 9)
+    for word in ("Muộn", "Quá hạn"):
+        ws.conditional_format(3, 6, max(n + 2, 3), 6, {"type": "text", "criteria": "begins with",
+                                                       "value": word, "format": book.status[STATUS_ERRORS]})
     ws.freeze_panes(3, 0)
     ws.autofilter(2, 0, max(n + 2, 3), len(heads) - 1)
     book.page(ws, landscape=True, repeat=2)

@@ -24,11 +24,12 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from pipeline import __version__
+from pipeline import __version__, history_steps
 from pipeline.consolidate import choose_submissions, consolidate
 from pipeline.definition import Definition
 from pipeline.feedback import shown_values
 from pipeline.findings import make_findings, sort_findings
+from pipeline.history import RunHistory
 from pipeline.outputs import (
     VALUES_COLUMNS,
     findings_table,
@@ -37,7 +38,9 @@ from pipeline.outputs import (
     write_csv,
     write_manifest,
 )
+from pipeline.periods import load_deadlines
 from pipeline.run import Options, check_files
+from pipeline.store import now as store_now
 from pipeline.text import per_distinct, slug
 
 WORKBOOK_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".ods", ".xlsb"}
@@ -61,6 +64,9 @@ class Summary:
     feedback_files: int
     timings: dict[str, float] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
+    run_id: int | None = None  # the run's number in the history store (None: not recorded)
+    store_problem: str | None = None  # why the history store could not be used (Vietnamese)
+    on_time: int | None = None  # units whose report came by the deadline
 
 
 def discover(inbox: Path) -> tuple[list[str], list[str]]:
@@ -99,9 +105,9 @@ def _share(shared: dict) -> None:
 def _render_feedback(task: tuple) -> None:
     from pipeline.feedback import render
 
-    path, unit, values, findings = task
+    path, unit, values, findings, changes = task
     findings = _SHARED["no_findings"] if findings is None else findings
-    render(_SHARED["definition"], path, _SHARED["period"], unit, values, findings)
+    render(_SHARED["definition"], path, _SHARED["period"], unit, values, findings, changes=changes)
 
 
 def write_feedback(
@@ -114,9 +120,13 @@ def write_feedback(
     findings: pd.DataFrame,
     on_progress: Callable | None = None,
     jobs: int = 1,
+    changes: dict | None = None,
 ) -> dict[str, str]:
     """One feedback workbook per chosen submission with a known unit, rendered by `jobs` processes
-    (the files are the same whatever `jobs`). Returns unit_code → path relative to `out_dir`."""
+    (the files are the same whatever `jobs`); `changes` (submission → (older version, changed cells),
+    see history_steps.feedback_changes) lists what changed since the file it replaced. Returns
+    unit_code → path relative to `out_dir`."""
+    changes = changes or {}
     by_code = {r["unit_code"]: r for r in units.to_dict("records")}
     shown = shown_values(values[values["submission"].isin(chosen.index)])
     by_sub = dict(tuple(findings.groupby("submission", sort=False)))
@@ -124,7 +134,7 @@ def write_feedback(
     for sub, code in chosen.loc[chosen["unit_code"].astype(bool), "unit_code"].items():
         unit = by_code[code] | {"unit_code": code}
         rel = f"feedback/{code}-{slug(unit['unit_name'])}.xlsx"
-        tasks.append((out_dir / rel, unit, shown.get(sub, {}), by_sub.get(sub)))
+        tasks.append((out_dir / rel, unit, shown.get(sub, {}), by_sub.get(sub), changes.get(sub)))
         links[code] = rel
     _map(
         _render_feedback,
@@ -188,6 +198,7 @@ def _write_district(code: str) -> None:
         findings=pd.concat([mine, sh["orphan"]]) if not sh["orphan"].empty else mine,
         values=part("values"),
         feedback_links={c: sh["links"][c] for c in units["unit_code"] if c in sh["links"]},
+        run_label=sh["run_label"],
     )
 
 
@@ -216,6 +227,7 @@ def write_districts(
     links: dict[str, str],
     jobs: int = 1,
     meanwhile: Callable[[], None] | None = None,
+    run_label: str = "",
 ) -> list[Path]:
     """One consolidated workbook per district of the units list; findings that belong to no unit (a
     file nobody could be named for) go to every district. `meanwhile` runs while workers write them.
@@ -251,6 +263,7 @@ def write_districts(
         "paths": paths,
         "links": links,
         "orphan": findings[dist.isna()],
+        "run_label": run_label,
     }
     _map(_write_district, codes, jobs, meanwhile=meanwhile, shared=shared)
     return [paths[code] for code in codes]
@@ -360,11 +373,17 @@ def consolidate_inbox(
     feedback: bool = True,
     options: Options | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
+    store: Path | None = None,
+    deadline: dt.date | None = None,
+    units_file: Path | None = None,
 ) -> Summary:
     """Run the whole job into a staging folder, then swap it in for `<out>/<period>/`.
 
-    A run killed halfway leaves the previous outputs as they were. Raises OutputError when the
-    output folder cannot be written or another run holds it, RunError on an unexpected failure.
+    A run killed halfway leaves the previous outputs as they were. `store` is the history store to
+    read and record the run in (None: none); `deadline` the period's deadline (None: from
+    schemas/periods.yaml). Raises OutputError when the output folder cannot be written or another run
+    holds it, RunError on an unexpected failure; a history store problem only sets
+    `Summary.store_problem`.
     """
     t = {"start": time.perf_counter()}
     out = Path(out).resolve()
@@ -381,11 +400,21 @@ def consolidate_inbox(
         raise OutputError(f"Không ghi được vào thư mục {out}: {exc.strerror or exc}.") from None
     staging = out / f".{period}.partial-{os.getpid()}"
     handler = None
+    hist = None
     try:
         _recover(out, period)
         staging.mkdir()
         handler = _log_handler(staging / "tonghop.log")
         log.info("tonghop %s: inbox %s, period %s", __version__, inbox, period)
+        options = options or Options(period=period)
+        hist = RunHistory.open(store, definition, period)
+        run = {"started_at": store_now(), "tool_version": __version__, "period": period,
+               "command": "consolidate", "inbox": str(Path(inbox).resolve()), "out_dir": str(out),
+               "units_file": units_file and str(units_file),
+               "units_sha256": _sha256(Path(units_file)) if units_file else None,
+               "deadline": deadline if deadline is not None else load_deadlines().for_period(period),
+               "options": {"strict": strict, "feedback": feedback, "timeout": options.timeout,
+                           "jobs": options.jobs}}
         with _fewer_collections():
             summary = _run(
                 inbox,
@@ -395,9 +424,11 @@ def consolidate_inbox(
                 units,
                 strict,
                 feedback,
-                options or Options(period=period),
+                options,
                 on_progress,
                 t,
+                hist,
+                run,
             )
         log.info("done: %s", summary.timings)
         log.removeHandler(handler)
@@ -412,6 +443,8 @@ def consolidate_inbox(
         log.exception("run failed")
         raise RunError(str(_keep_log(staging, out, period))) from None
     finally:
+        if hist is not None:
+            hist.close()
         if handler is not None:
             log.removeHandler(handler)
             handler.close()
@@ -422,7 +455,8 @@ def consolidate_inbox(
     return summary
 
 
-def _run(inbox, out_dir, period, definition, units, strict, feedback, options, on_progress, t) -> Summary:
+def _run(inbox, out_dir, period, definition, units, strict, feedback, options, on_progress, t, hist,
+         run) -> Summary:
     names, others = discover(inbox)
     books = [inbox / name for name in names]
     t["discover"] = time.perf_counter()
@@ -448,15 +482,32 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
     subs["mtime"] = [mtime for _, mtime in prints]
     dates = result.values[result.values["field"] == "report_date"].set_index("submission")["text"]
     subs["report_date"] = dates.reindex(subs.index)
-    subs["received"] = [dt.datetime.fromtimestamp(m).isoformat(timespec="seconds") for m in subs["mtime"]]
+    # when each file reached the office: an email's date, else the first run that saw it (history store)
+    received_by_file = pd.Series(
+        history_steps.received_times(hist, pd.Series([fingerprints[str(p)][0] for p in books], dtype=object),
+                                     run["started_at"]).to_numpy(), index=names, dtype=object)
+    subs["received"] = subs["file"].map(received_by_file)
     subs, resub = choose_submissions(subs)
     dropped = [r["submission"] for r in resub]
     findings = result.findings[~result.findings["submission"].isin(dropped)]
     if resub:
         extra = pd.DataFrame(resub).join(subs[["file", "unit_code", "unit_name"]], on="submission")
         findings = pd.concat([findings, make_findings(extra, definition.rules)], ignore_index=True)
+    trend = history_steps.change_findings(hist, definition, period, subs, result.values)
+    if len(trend):
+        trend = trend.join(subs[["file", "unit_code", "unit_name"]], on="submission")
+        trend = trend.assign(sheet=trend["field"].map(definition.frame["sheet"]),
+                             label=trend["field"].map(definition.frame["label"]))
+        findings = pd.concat([findings, make_findings(trend, definition.rules)], ignore_index=True)
     findings = sort_findings(findings, definition.frame["order"])
     cons = consolidate(definition, units, subs, result.values, findings, strict=strict)
+    status = history_steps.statuses(subs, findings, period)
+    changes, sources = history_steps.version_changes(hist, definition, subs, status, result.values)
+    today = dt.date.fromisoformat(run["started_at"][:10])
+    cons.units = history_steps.annotate_units(cons.units, received_by_file, run["deadline"], today, changes,
+                                              sources)
+    cons.district = history_steps.compare_district_figures(hist, definition, period, cons.district)
+    run_id = hist.next_run()
     t["consolidate"] = time.perf_counter()
 
     chosen = subs[subs["chosen"]]
@@ -471,6 +522,7 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
             findings,
             on_progress,
             jobs=options.jobs,
+            changes=history_steps.feedback_changes(changes, sources),
         )
         if feedback
         else {}
@@ -483,7 +535,8 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
         write_csv(findings_table(findings), out_dir / "findings.csv")
 
     district_files = write_districts(
-        definition, out_dir, period, cons, findings, vt, links, options.jobs, meanwhile=write_tables
+        definition, out_dir, period, cons, findings, vt, links, options.jobs, meanwhile=write_tables,
+        run_label=history_steps.run_label(run_id, hist),
     )
     t["write"] = time.perf_counter()
     stages = {
@@ -497,6 +550,14 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
     n_err = int((findings["severity"] == "error").sum())
     n_warn = int((findings["severity"] == "warning").sum())
     received = int((cons.units["status"] != "Chưa nộp").sum())
+    run_id = history_steps.record_run(
+        hist, run | {"files": len(books), "units_expected": len(cons.units), "units_received": received,
+                     "errors": n_err, "warnings": n_warn},
+        books=[(fingerprints[str(p)][0], p) for p in books], names=names, subs=subs, status=status,
+        values=result.values, findings=findings, district=cons.district, received_by_file=received_by_file,
+        run_id=run_id)
+    t["store"] = time.perf_counter()
+    stages["store"] = t["store"] - t["write"]
     write_manifest(
         out_dir / "manifest.json",
         {
@@ -521,6 +582,8 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
             },
             "outputs": [p.name for p in district_files] + ["values.csv", "findings.csv"],
             "timings": {k: round(v, 3) for k, v in stages.items()},
+            "history": {"store": str(hist.path) if hist.path else None, "run": run_id,
+                        "problem": hist.problem},
         },
     )
     missing = cons.units.loc[cons.units["status"] == "Chưa nộp", "full_name"].tolist()
@@ -536,4 +599,7 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
         len(links),
         stages,
         missing,
+        run_id,
+        hist.problem,
+        history_steps.on_time(cons.units),
     )
