@@ -400,13 +400,15 @@ def _rss(procs) -> int:
     return total
 
 
-def run_tonghop(inbox: Path, units_csv: Path, out: Path, *, feedback: bool, jobs: int | None) -> dict:
-    """One `tonghop consolidate` in a fresh process; wall times, stage times, peak RSS."""
+def run_tonghop(inbox: Path, units_csv: Path, out: Path, *, feedback: bool, jobs: int | None,
+                extra: tuple[str, ...] = ()) -> dict:
+    """One `tonghop consolidate` in a fresh process (`extra`: more of its arguments); wall times, stage
+    times, peak RSS."""
     import psutil
 
     shutil.rmtree(out, ignore_errors=True)
     args = ["consolidate", "--inbox", str(inbox), "--out", str(out), "--period", PERIOD,
-            "--units", str(units_csv), "--quiet"]
+            "--units", str(units_csv), "--quiet", *extra]
     if not feedback:
         args.append("--no-feedback")
     if jobs is not None:
@@ -518,7 +520,7 @@ def summarise(info: dict, files: int, full: list[dict], nofb: list[dict], naive_
         "main_process_rss_mb": round(max(r["main_rss_mb"] for r in full + nofb), 1),
         "largest_child_rss_mb": round(max(r["worker_rss_mb"] for r in full + nofb), 1),
         "tree_rss_sum_mb": round(max(r["tree_rss_sum_mb"] for r in full + nofb), 1),
-        "counts": full[-1]["counts"],
+        "counts": (full or nofb)[-1]["counts"],
         "validate_ms_per_file": round(1000 * stages_nofb.get("validate", float("nan")) / files, 4),
         "read_ms_per_file": round(1000 * stages_nofb.get("read", float("nan")) / files, 4),
         "job_ms_per_file_no_feedback": round(1000 * job_nofb / files, 3),
@@ -593,6 +595,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json", help="results JSON")
     p.add_argument("--gen-jobs", type=int, default=os.cpu_count() or 1, help="processes generating files")
     p.add_argument("--generate-only", action="store_true", help="generate (or resume) the inbox and stop")
+    p.add_argument("--skip", action="append", default=[], choices=["floor", "naive", "feedback"],
+                   help="leave out a measurement (repeatable): the naive way takes ~10 min at 10,000 files")
+    p.add_argument("--consolidate-arg", action="append", default=[], metavar="ARG",
+                   help="one more argument for tonghop consolidate (repeatable), e.g. "
+                        "--consolidate-arg=--no-store")
     args = p.parse_args(argv)
     if args.n < 1 or args.repeat < 1:
         p.error("--n and --repeat must be at least 1")
@@ -611,16 +618,20 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(info["folder"]) / "out"
     full, nofb, naive_runs, floor_runs = [], [], [], []
     for i in range(args.repeat):
-        _say(f"run {i + 1}/{args.repeat}: floor", end="")
-        floor_runs.append(floor(files, sheets))
-        if i < naive_repeat:
-            _say(", naive", end="")
+        _say(f"run {i + 1}/{args.repeat}:", end="")
+        if "floor" not in args.skip:
+            _say(" floor,", end="")
+            floor_runs.append(floor(files, sheets))
+        if i < naive_repeat and "naive" not in args.skip:
+            _say(" naive,", end="")
             naive_runs.append({k: round(v, 4) for k, v in naive(files).items()})
-        _say(", tonghop --no-feedback", end="")
-        nofb.append(run_tonghop(inbox, units_csv, out, feedback=False, jobs=args.jobs))
-        _say(", tonghop", end="")
-        full.append(run_tonghop(inbox, units_csv, out, feedback=True, jobs=args.jobs))
-        _say(f" (job {full[-1]['job_seconds']:.1f} s)")
+        _say(" tonghop --no-feedback", end="")
+        extra = tuple(args.consolidate_arg)
+        nofb.append(run_tonghop(inbox, units_csv, out, feedback=False, jobs=args.jobs, extra=extra))
+        if "feedback" not in args.skip:
+            _say(", tonghop", end="")
+            full.append(run_tonghop(inbox, units_csv, out, feedback=True, jobs=args.jobs, extra=extra))
+        _say(f" (job {(full or nofb)[-1]['job_seconds']:.1f} s)")
     shutil.rmtree(out, ignore_errors=True)
     result = summarise(info, len(files), full, nofb, naive_runs, floor_runs, args)
     print(table(result))
