@@ -88,7 +88,7 @@ class Store:
 def open_store(path: Path | str, *, readonly: bool = False, check: bool = False) -> Store:
     """Open the store at `path`, creating it (and its folder) when absent and applying any migration
     not yet applied, each in its own transaction. With `readonly`, nothing is created or migrated.
-    With `check`, SQLite's structural check runs first (it reads the whole file: about 1 s per 500 MB),
+    With `check`, SQLite's structural check runs first (it reads the whole file: 0.17 s for a 31 MB store),
     so that a damaged store is never written to. Raises StoreError (Vietnamese message) when the file
     is not a usable store."""
     path = Path(path)

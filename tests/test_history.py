@@ -140,7 +140,10 @@ def test_a_run_records_every_submission_value_and_finding(inbox, tmp_path, capsy
     )
     assert got == [(828.0, "8.28", "D16")]
     n_values = _query(store, "SELECT count(*) FROM cell_values")[0][0]
-    assert n_values > 20 * 60
+    assert n_values > 20 * 50  # every cell but those left blank
+    assert _query(
+        store, "SELECT count(*) FROM cell_values WHERE value IS NULL AND text IS NULL AND raw IS NULL"
+    ) == [(0,)]
     findings = pd.read_csv(out / PERIOD / "findings.csv", encoding="utf-8-sig")
     assert _query(store, "SELECT count(*) FROM findings")[0][0] == len(findings)
     # the district figures, as "Tổng hợp" shows them; the fields, so the store reads on its own
