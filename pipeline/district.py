@@ -26,6 +26,7 @@ from pipeline import xlsx_patch
 from pipeline.atomic import atomic_path
 from pipeline.consolidate import STATUS_ERRORS, STATUS_MISSING, STATUS_OK, STATUS_UNREADABLE
 from pipeline.findings import SEVERITY_ORDER, show
+from pipeline.periods import ON_TIME
 from pipeline.worksheet import Worksheet
 
 SHEETS = ("Tổng hợp", "Theo đơn vị", "Lỗi và cảnh báo", "Tình hình nộp báo cáo", "Dữ liệu")
@@ -337,7 +338,7 @@ def _on_time(units: pd.DataFrame) -> str:
     """"; đúng hạn: 15" when the run had a deadline."""
     if "lateness" not in units or "deadline" not in units or units["deadline"].isna().all():
         return ""
-    return f" (đúng hạn: {int((units['lateness'] == 'Đúng hạn').sum())})"
+    return f" (đúng hạn: {int((units['lateness'] == ON_TIME).sum())})"
 
 
 def _table_earlier(book: _Book, ws, d, sheet, prev: dict, prev_label: str, r: int, last: int) -> int:
@@ -530,7 +531,7 @@ def _submissions(book: _Book, units: pd.DataFrame) -> None:
            for c in ("file", "received", "errors", "warnings", "superseded", "deadline", "lateness",
                      "changes", "changed_from")}
     due = next((d for d in get["deadline"] if not _blank(d) and d), None)
-    on_time = sum(w == "Đúng hạn" for w in get["lateness"])
+    on_time = sum(w == ON_TIME for w in get["lateness"])
     book.text(ws, 0, 0, f"Đã nộp {int(sent.sum())}/{n} đơn vị; {with_errors} đơn vị có lỗi"
               + (f"; {on_time} đơn vị nộp đúng hạn (hạn nộp {due:%d/%m/%Y})" if due else ""), f["bold"])
     heads = ("Mã đơn vị", "Tên đơn vị", "Đã nộp", "Tệp", "Hạn nộp", "Ngày nhận", "Đúng hạn", "Số lỗi",

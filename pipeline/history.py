@@ -76,13 +76,17 @@ class RunHistory:
     @classmethod
     def open(cls, path: Path | None, definition: Definition, period: str) -> RunHistory:
         """Open the store at `path` (None: no store); a problem is kept, never raised."""
-        hist = cls(path, definition, period)
-        if path is not None:
+        return cls(path, definition, period).connect()
+
+    def connect(self) -> RunHistory:
+        """Open (and check) the store unless it is open, failed or absent. The job connects after its
+        reader processes are forked: they never inherit the connection."""
+        if self.path is not None and self.store is None and self.problem is None:
             try:
-                hist.store = open_store(path, check=True)
+                self.store = open_store(self.path, check=True)
             except StoreError as exc:
-                hist.fail(str(exc), exc)
-        return hist
+                self.fail(str(exc), exc)
+        return self
 
     def fail(self, message: str, exc: BaseException | None = None) -> None:
         log.error("history store %s: %s (%r)", self.path, message, exc)

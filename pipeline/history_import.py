@@ -20,6 +20,7 @@ import pandas as pd
 from pipeline import __version__
 from pipeline.consolidate import consolidate
 from pipeline.definition import Definition, check_period
+from pipeline.district import SHEETS
 from pipeline.findings import make_findings
 from pipeline.history import write_run
 from pipeline.numbers import parse_number
@@ -75,8 +76,7 @@ ALIASES = {
     "cell": "cell",
     "o": "cell",
 }
-DATA_SHEET = "Dữ liệu"
-SUMMARY_SHEET = "Tổng hợp"
+DATA_SHEET, SUMMARY_SHEET = SHEETS[4], SHEETS[0]  # "Dữ liệu", "Tổng hợp" of a district workbook
 _NO = {"khong", "no", "false", "0"}
 
 
@@ -149,9 +149,9 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, bool]:
     return _frame(rows, path.name), sep == ";"
 
 
-def _read_workbook(path: Path) -> tuple[pd.DataFrame, str | None]:
-    """The "Dữ liệu" sheets of a district workbook as rows, and the text naming its period on
-    "Tổng hợp" (None when absent)."""
+def _read_workbook(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """The "Dữ liệu" sheets of a district workbook as rows, and the texts of the heading of its
+    "Tổng hợp" (where its period is named)."""
     import python_calamine as pc
 
     try:
@@ -163,10 +163,10 @@ def _read_workbook(path: Path) -> tuple[pd.DataFrame, str | None]:
         for i, name in enumerate(names):
             part = book.get_sheet_by_name(name).to_python()
             rows += part if i == 0 else part[1:]
-        said = None
+        said = []
         if SUMMARY_SHEET in book.sheet_names:
-            for r in book.get_sheet_by_name(SUMMARY_SHEET).to_python(nrows=8):
-                said = said or next((c for c in r if isinstance(c, str) and "Kỳ báo cáo" in c), None)
+            top = book.get_sheet_by_name(SUMMARY_SHEET).to_python(nrows=12)
+            said = [c for r in top for c in r if isinstance(c, str) and c]
     except HistoryImportError:
         raise
     except Exception as exc:  # a file that is not a workbook: calamine's own error text is not for people
@@ -176,16 +176,19 @@ def _read_workbook(path: Path) -> tuple[pd.DataFrame, str | None]:
     return _frame(rows, path.name), said
 
 
-def _period_from_text(text: str | None, definition: Definition) -> str | None:
-    """The period a heading such as "Kỳ báo cáo: 6 tháng đầu năm 2020 – ..." names."""
-    m = re.search(r"(\d{4})", text or "")
-    if not m:
-        return None
-    year = m.group(1)
-    for period in (f"{year}-H1", f"{year}-H2", year):
-        if fold(definition.period_label(period)) in fold(text):
-            return period
-    return None
+def _period_from_text(texts: list[str], definition: Definition) -> str | None:
+    """The period a workbook heading names ("Kỳ báo cáo: 6 tháng đầu năm 2020 – ..."): a half-year's
+    label anywhere, a year's ("năm 2020", as in any date) only beside "kỳ báo cáo"."""
+    found = []
+    for text in texts:
+        folded = fold(text)
+        for year in re.findall(r"(?<!\d)(\d{4})(?!\d)", text):
+            for period in (f"{year}-H1", f"{year}-H2"):
+                if fold(definition.period_label(period)) in folded:
+                    found.append((0, period))
+            if "ky bao cao" in folded and fold(definition.period_label(year)) in folded:
+                found.append((1, year))
+    return min(found)[1] if found else None
 
 
 def _field_ids(frame: pd.DataFrame, definition: Definition) -> pd.Series:
@@ -221,7 +224,7 @@ def read_past_values(path: Path, definition: Definition) -> tuple[pd.DataFrame, 
                 f"Không đọc được tệp «{path.name}» (không có quyền đọc, hoặc tệp đang được "
                 "chương trình khác mở)."
             ) from None
-        said = None
+        said = []
     else:
         frame, said = _read_workbook(path)
         vietnamese = False

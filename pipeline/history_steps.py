@@ -20,7 +20,7 @@ from pipeline.changes import CHANGE_COLUMNS, diff_versions, summarise_changes
 from pipeline.comparison import compare_districts, flag_changes
 from pipeline.definition import Definition
 from pipeline.history import RunHistory
-from pipeline.periods import earlier_periods, lateness, local_times
+from pipeline.periods import ON_TIME, earlier_periods, lateness, local_times
 from pipeline.store import now
 
 STATUS_RULES = {"file-duplicate": "duplicate", "file-superseded": "superseded"}
@@ -153,9 +153,15 @@ def annotate_units(
         received=received.astype(object).where(received.notna(), None),
         late_days=days,
         lateness=words,
-        changes=sub.map(text).where(sub.notna(), None).fillna(""),
-        changed_from=sub.map(sources).where(sub.notna(), None).fillna(""),
+        changes=_texts(sub.map(text)),
+        changed_from=_texts(sub.map(sources)),
     )
+
+
+def _texts(column: pd.Series) -> pd.Series:
+    """Text or "" (a unit without a submission, or without changes)."""
+    column = column.astype(object)
+    return column.where(column.notna(), "")
 
 
 def compare_district_figures(
@@ -231,7 +237,7 @@ def on_time(units: pd.DataFrame) -> int | None:
     """How many units reported by the deadline (None when the run had no deadline)."""
     if "deadline" not in units or units["deadline"].isna().all():
         return None
-    return int((units["lateness"] == "Đúng hạn").sum())
+    return int((units["lateness"] == ON_TIME).sum())
 
 
 def _counts(findings: pd.DataFrame, by: str) -> tuple[pd.Series, pd.Series]:

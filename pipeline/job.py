@@ -407,7 +407,7 @@ def consolidate_inbox(
         handler = _log_handler(staging / "tonghop.log")
         log.info("tonghop %s: inbox %s, period %s", __version__, inbox, period)
         options = options or Options(period=period)
-        hist = RunHistory.open(store, definition, period)
+        hist = RunHistory(store, definition, period)  # connected once the files are read
         run = {"started_at": store_now(), "tool_version": __version__, "period": period,
                "command": "consolidate", "inbox": str(Path(inbox).resolve()), "out_dir": str(out),
                "units_file": units_file and str(units_file),
@@ -474,6 +474,7 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
         on_progress=(lambda d, n: on_progress("read", d, n)) if on_progress else None,
     )
     t["read+validate"] = time.perf_counter()
+    hist.connect()
 
     subs = result.submissions.copy()
     fingerprints = hashing.result()

@@ -122,26 +122,113 @@ def test_import_is_what_comparisons_use(earlier, tmp_path, capsys):
     assert _query(store, "SELECT command FROM runs ORDER BY run_id") == [("import",), ("consolidate",)]
 
 
-_HEAD = ('"Kỳ báo cáo";"Huyện";"Mã đơn vị";"Tên đơn vị";"Trang";"Mã mục";"Mục";"Đơn vị tính";"Giá trị";'
-         '"Giá trị gốc";"Được tổng hợp";"Lý do không tổng hợp";"Tệp";"Ô"')
+_HEAD = (
+    '"Kỳ báo cáo";"Huyện";"Mã đơn vị";"Tên đơn vị";"Trang";"Mã mục";"Mục";"Đơn vị tính";"Giá trị";'
+    '"Giá trị gốc";"Được tổng hợp";"Lý do không tổng hợp";"Tệp";"Ô"'
+)
 _ROWS = [  # code, name, sheet, id, label, unit, value, raw, counted, why not, file, cell
-    ('="07093"', "Phường Đức Chính", "Thông tin chung", "households", "Số hộ", "hộ", "2379", "2.379", "Có",
-     "", "duc-chinh.xlsx", "B9"),
-    ('="07093"', "Phường Đức Chính", "Thông tin chung", "production_value_bn", "Tổng giá trị sản xuất",
-     "tỷ đồng", "785,87", "785,87", "Có", "", "duc-chinh.xlsx", "B12"),
-    ('="07093"', "Phường Đức Chính", "Huy động xã hội", "mobilization_unions", "Sự tham gia", "", "Tốt",
-     "Tốt", "Có", "", "duc-chinh.xlsx", "B5"),
-    ("7069", "Phường Mạo Khê", "Thông tin chung", "households", "Số hộ", "hộ", "1629", "1629", "Có", "",
-     "mao-khe.xls", "B9"),
-    ("7069", "Phường Mạo Khê", "Thông tin chung", "production_value_bn", "Tổng giá trị sản xuất",
-     "tỷ đồng", '"9000,5"', "9.000,5", "Không", "lỗi ở ô này", "mao-khe.xls", "B12"),
-    ('="99999"', "Nơi khác", "Thông tin chung", "households", "Số hộ", "hộ", "10", "10", "Có", "", "x.xlsx",
-     "B9"),
-    ('="07093"', "Phường Đức Chính", "Thông tin chung", "khong_co", "Mục lạ", "", "1", "1", "Có", "",
-     "duc-chinh.xlsx", "B99"),
+    (
+        '="07093"',
+        "Phường Đức Chính",
+        "Thông tin chung",
+        "households",
+        "Số hộ",
+        "hộ",
+        "2379",
+        "2.379",
+        "Có",
+        "",
+        "duc-chinh.xlsx",
+        "B9",
+    ),
+    (
+        '="07093"',
+        "Phường Đức Chính",
+        "Thông tin chung",
+        "production_value_bn",
+        "Tổng giá trị sản xuất",
+        "tỷ đồng",
+        "785,87",
+        "785,87",
+        "Có",
+        "",
+        "duc-chinh.xlsx",
+        "B12",
+    ),
+    (
+        '="07093"',
+        "Phường Đức Chính",
+        "Huy động xã hội",
+        "mobilization_unions",
+        "Sự tham gia",
+        "",
+        "Tốt",
+        "Tốt",
+        "Có",
+        "",
+        "duc-chinh.xlsx",
+        "B5",
+    ),
+    (
+        "7069",
+        "Phường Mạo Khê",
+        "Thông tin chung",
+        "households",
+        "Số hộ",
+        "hộ",
+        "1629",
+        "1629",
+        "Có",
+        "",
+        "mao-khe.xls",
+        "B9",
+    ),
+    (
+        "7069",
+        "Phường Mạo Khê",
+        "Thông tin chung",
+        "production_value_bn",
+        "Tổng giá trị sản xuất",
+        "tỷ đồng",
+        '"9000,5"',
+        "9.000,5",
+        "Không",
+        "lỗi ở ô này",
+        "mao-khe.xls",
+        "B12",
+    ),
+    (
+        '="99999"',
+        "Nơi khác",
+        "Thông tin chung",
+        "households",
+        "Số hộ",
+        "hộ",
+        "10",
+        "10",
+        "Có",
+        "",
+        "x.xlsx",
+        "B9",
+    ),
+    (
+        '="07093"',
+        "Phường Đức Chính",
+        "Thông tin chung",
+        "khong_co",
+        "Mục lạ",
+        "",
+        "1",
+        "1",
+        "Có",
+        "",
+        "duc-chinh.xlsx",
+        "B99",
+    ),
 ]
-VIETNAMESE = "".join(f"{line}\r\n" for line in [_HEAD, *(";".join(["2019-H2", "Thị xã Đông Triều", *r])
-                                                          for r in _ROWS)])
+VIETNAMESE = "".join(
+    f"{line}\r\n" for line in [_HEAD, *(";".join(["2019-H2", "Thị xã Đông Triều", *r]) for r in _ROWS)]
+)
 
 
 def test_import_the_vietnamese_values_csv(tmp_path, capsys):
@@ -226,3 +313,25 @@ def test_diff_prints_the_changed_cells(earlier, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "Không đọc được số liệu của" in err and "Traceback" not in err
     assert main(["diff", str(a), str(tmp_path / "none.xlsx")]) == 2
+
+
+@pytest.mark.parametrize(
+    ("texts", "period"),
+    [
+        (
+            [
+                "BÁO CÁO …",
+                "Kỳ báo cáo: 6 tháng đầu năm 2020 – Tỉnh Quảng Ninh",
+                "Đông Triều, ngày 20 tháng 7 năm 2020",
+            ],
+            "2020-H1",
+        ),
+        (["Đông Triều, ngày 20 tháng 1 năm 2021", "KỲ BÁO CÁO: 6 THÁNG CUỐI NĂM 2020"], "2020-H2"),
+        (["Đông Triều, ngày 20 tháng 12 năm 2020", "Kỳ báo cáo: năm 2019"], "2019"),
+        (["Đông Triều, ngày 20 tháng 7 năm 2020"], None),  # a date names no period
+    ],
+)
+def test_the_period_a_workbook_heading_names(texts, period):
+    from pipeline.history_import import _period_from_text
+
+    assert _period_from_text(texts, DEF) == period

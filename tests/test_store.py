@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -299,8 +300,6 @@ def test_kill_9_during_the_write_leaves_the_store_intact(tmp_path):
         for _ in range(6000):
             if ready.exists() or proc.poll() is not None:
                 break
-            import time
-
             time.sleep(0.05)
         assert ready.exists(), "the writer never reached its transaction"
         proc.kill()
