@@ -471,3 +471,61 @@ def test_kill_9_during_the_store_write_leaves_it_intact_and_a_rerun_succeeds(inb
     assert _query(store, counts) == before
     assert _consolidate(inbox, out) == 0
     assert _query(store, "SELECT count(*) FROM runs") == [(2,)]
+
+
+def test_the_history_steps_handle_an_inbox_with_nothing_to_read(tmp_path):
+    """An empty inbox (the first run of a period) gives empty frames: every step copes and the run is
+    recorded, every unit overdue."""
+    from pipeline import history_steps as hs
+    from pipeline.findings import make_findings
+    from pipeline.history import RunHistory
+
+    hist = RunHistory.open(tmp_path / "lich-su.sqlite", DEF, PERIOD)
+    subs = pd.DataFrame(
+        columns=[
+            "period",
+            "unit_code",
+            "unit_name",
+            "file",
+            "path",
+            "sha256",
+            "mtime",
+            "report_date",
+            "received",
+            "chosen",
+            "superseded",
+        ]
+    )
+    values = pd.DataFrame(columns=["submission", "field", "raw", "cell", "value", "text"])
+    findings = make_findings([], DEF.rules)
+    status = hs.statuses(subs, findings, PERIOD)
+    changes, sources = hs.version_changes(hist, DEF, subs, status, values)
+    assert status.empty and changes.empty and hs.change_findings(hist, DEF, PERIOD, subs, values).empty
+    units = UNITS.assign(submission=None, file=None, status="Chưa nộp")
+    shown = hs.annotate_units(
+        units, pd.Series(dtype=object), dt.date(2020, 6, 20), dt.date(2020, 7, 1), changes, sources
+    )
+    assert set(shown["lateness"]) == {"Quá hạn 11 ngày"} and set(shown["changes"]) == {""}
+    run = {
+        "started_at": "2020-07-01T08:00:00+07:00",
+        "tool_version": "x",
+        "period": PERIOD,
+        "command": "consolidate",
+        "deadline": dt.date(2020, 6, 20),
+    }
+    district = pd.DataFrame(columns=["district_code", "field", "value", "units"])
+    got = hs.record_run(
+        hist,
+        run,
+        books=[],
+        names=[],
+        subs=subs,
+        status=status,
+        values=values,
+        findings=findings,
+        district=district,
+        received_by_file=pd.Series(dtype=object),
+        run_id=None,
+    )
+    assert (got, hist.problem) == (1, None)
+    hist.close()
