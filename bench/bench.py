@@ -435,14 +435,14 @@ def _rss(procs) -> int:
 
 
 def run_tonghop(inbox: Path, units_csv: Path, out: Path, *, feedback: bool, jobs: int | None,
-                root: Path = ROOT) -> dict:
-    """One `tonghop consolidate` in a fresh process, of the code in `root` (this tree, or --baseline);
-    wall times, stage times, peak RSS."""
+                root: Path = ROOT, extra: tuple[str, ...] = ()) -> dict:
+    """One `tonghop consolidate` in a fresh process, of the code in `root` (this tree, or --baseline;
+    `extra`: more of its arguments); wall times, stage times, peak RSS."""
     import psutil
 
     shutil.rmtree(out, ignore_errors=True)
     args = ["consolidate", "--inbox", str(inbox), "--out", str(out), "--period", PERIOD,
-            "--units", str(units_csv), "--quiet"]
+            "--units", str(units_csv), "--quiet", *extra]
     if not feedback:
         args.append("--no-feedback")
     if jobs is not None:
@@ -645,6 +645,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline", type=Path, default=None,
                    help="also time tonghop --no-feedback from the code in this folder (e.g. `git archive "
                         "<commit> | tar -x -C DIR`), on the same inbox, alternating with this tree's runs")
+    p.add_argument("--consolidate-arg", action="append", default=[], metavar="ARG",
+                   help="one more argument for tonghop consolidate (repeatable), e.g. "
+                        "--consolidate-arg=--no-store")
     args = p.parse_args(argv)
     if args.n < 1 or args.repeat < 1:
         p.error("--n and --repeat must be at least 1")
@@ -669,6 +672,7 @@ def main(argv: list[str] | None = None) -> int:
     full, nofb, naive_runs, floor_runs, base = [], [], [], [], []
     for i in range(args.repeat):
         _say(f"run {i + 1}/{args.repeat}:", end="")
+        extra = tuple(args.consolidate_arg)
         if "floor" not in skip:
             _say(" floor,", end="")
             floor_runs.append(floor(files, sheets))
@@ -678,12 +682,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.baseline is not None:
             _say(" baseline --no-feedback,", end="")
             base.append(run_tonghop(inbox, units_csv, out, feedback=False, jobs=args.jobs,
-                                    root=args.baseline.resolve()))
+                                    root=args.baseline.resolve(), extra=extra))
         _say(" tonghop --no-feedback", end="")
-        nofb.append(run_tonghop(inbox, units_csv, out, feedback=False, jobs=args.jobs))
+        nofb.append(run_tonghop(inbox, units_csv, out, feedback=False, jobs=args.jobs, extra=extra))
         if "feedback" not in skip:
             _say(", tonghop", end="")
-            full.append(run_tonghop(inbox, units_csv, out, feedback=True, jobs=args.jobs))
+            full.append(run_tonghop(inbox, units_csv, out, feedback=True, jobs=args.jobs, extra=extra))
         _say(f" (job {nofb[-1]['job_seconds']:.1f} s without feedback)")
     shutil.rmtree(out, ignore_errors=True)
     result = summarise(info, len(files), full, nofb, naive_runs, floor_runs, args)

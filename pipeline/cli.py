@@ -14,6 +14,8 @@ from pathlib import Path
 
 from pipeline import __version__
 from pipeline.argparse_vi import VietnameseParser, positive_number, whole_number
+from pipeline.cli_history import HISTORY_COMMANDS, add_history_commands, store_path
+from pipeline.cli_history import store_options as _store_options
 from pipeline.definition import (
     DEFAULT_DEFINITION,
     DEFAULT_UNITS,
@@ -171,8 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
                    default=min(4, os.cpu_count() or 1), metavar="SỐ",
                    help="số tiến trình đọc tệp và ghi kết quả (mặc định: số lõi của máy, tối đa 4)")
     p.add_argument("--quiet", action="store_true", help="không hiện thanh tiến độ")
+    p.add_argument("--deadline", metavar="NGÀY",
+                   help="hạn nộp của kỳ, ví dụ 25/06/2020 (mặc định: theo schemas/periods.yaml)")
+    p.add_argument("--no-store", action="store_true", help="không đọc, không ghi tệp lịch sử")
+    _store_options(p)
     _common(p)
     _mail_parsers(sub)
+    add_history_commands(sub)
     return parser
 
 
@@ -304,7 +311,7 @@ def _inbox_of(args: argparse.Namespace) -> Path:
 
 def _consolidate_status(summary, strict: bool) -> int:
     """0, or 1 when the outputs are written but the figures need attention (see EXIT_CODES)."""
-    if summary.received == 0 or summary.attention:
+    if summary.received == 0 or summary.attention or getattr(summary, "store_problem", None):
         return EXIT_ERRORS
     if strict and summary.errors:
         return EXIT_ERRORS
@@ -313,12 +320,14 @@ def _consolidate_status(summary, strict: bool) -> int:
 
 def cmd_consolidate(args: argparse.Namespace) -> int:
     from pipeline.job import OutputError, RunError, consolidate_inbox
+    from pipeline.periods import load_deadlines, parse_deadline
     from pipeline.run import Options
 
     definition = load_definition(args.definition)
     period = args.period
     inbox = _inbox_of(args)
     units = _units(args.units)
+    deadline = parse_deadline(args.deadline) if args.deadline else load_deadlines().for_period(period)
     try:
         summary = consolidate_inbox(
             inbox,
@@ -330,6 +339,8 @@ def cmd_consolidate(args: argparse.Namespace) -> int:
             feedback=not args.no_feedback,
             options=Options(period=period, timeout=args.timeout, jobs=args.jobs, readers=args.jobs),
             on_progress=_progress(args.quiet),
+            store=None if args.no_store else store_path(args),
+            deadline=deadline,
         )
     except OutputError as exc:
         _say(str(exc))
@@ -353,6 +364,8 @@ def cmd_consolidate(args: argparse.Namespace) -> int:
     if summary.wrong_period:
         wrong = summary.wrong_period
         print(f"Chỉ gửi báo cáo của kỳ khác ({len(wrong)}): {', '.join(wrong)}.")
+    if summary.on_time is not None:
+        print(f"Nộp đúng hạn ({deadline:%d/%m/%Y}): {summary.on_time}/{summary.received} đơn vị đã nộp.")
     print(f"Phát hiện {summary.errors} lỗi và {summary.warnings} cảnh báo.")
     if summary.left_out:
         print(f"{summary.left_out} số liệu có lỗi (hoặc được đối chiếu với ô có lỗi) không được tổng hợp; "
@@ -374,6 +387,11 @@ def cmd_consolidate(args: argparse.Namespace) -> int:
     print("  - values.csv, findings.csv, bang-so-lieu.csv, manifest.json")
     if summary.samples:
         print("\n".join(_sample_notice(summary.samples, period)))
+    if summary.run_id is not None:
+        print(f"Đã lưu vào lịch sử: lần tổng hợp số {summary.run_id} ({store_path(args)}).")
+    if summary.store_problem:
+        print(f"Chú ý: {summary.store_problem} Kết quả vẫn được ghi đầy đủ, nhưng lần tổng hợp này chưa được "
+              "lưu vào lịch sử.", file=sys.stderr)
     status = _consolidate_status(summary, args.strict)
     if status == EXIT_ERRORS and not summary.attention:
         print("Số liệu cần xem lại (mã thoát 1): "
@@ -499,7 +517,7 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"templates": cmd_templates, "check": cmd_check, "consolidate": cmd_consolidate,
-            "fetch": cmd_fetch, "send": cmd_send}
+            "fetch": cmd_fetch, "send": cmd_send, **HISTORY_COMMANDS}
 
 
 def _crash_log(exc: BaseException) -> Path | None:

@@ -153,6 +153,32 @@ class Rule:
     suppressed_by: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class ChangeLimit:
+    """How much a field's figure may plausibly change against an earlier period (the `history` section)."""
+
+    field: str
+    rise: float | None  # % above the earlier figure beyond which it is flagged (None: any rise is fine)
+    fall: float | None  # % below it
+    min_previous: float = 0.0  # earlier figures below this are not compared: 2 → 6 is +200 % and says nothing
+
+
+@dataclass(frozen=True)
+class History:
+    """The definition's `history` section: which earlier periods a figure is compared with (in order;
+    "Tổng hợp" shows the first the store has) and the plausible change of each field."""
+
+    compare_with: tuple[str, ...] = ("previous", "same_last_year")
+    limits: tuple[ChangeLimit, ...] = ()
+
+    @cached_property
+    def frame(self) -> pd.DataFrame:
+        """The limits indexed by field: rise, fall, min_previous (NaN where no limit)."""
+        rows = [(lim.field, lim.rise, lim.fall, lim.min_previous) for lim in self.limits]
+        return pd.DataFrame(rows, columns=["field", "rise", "fall", "min_previous"], dtype=object).astype(
+            {"rise": float, "fall": float, "min_previous": float}).set_index("field")
+
+
 @dataclass(frozen=True)
 class Definition:
     id: str
@@ -173,6 +199,7 @@ class Definition:
     district: DistrictLayout = field(default_factory=DistrictLayout)
     path: Path = field(default=DEFAULT_DEFINITION)
     plausibility: Plausibility | None = None  # build_definition always sets one (empty without the section)
+    history: History = field(default_factory=lambda: History())
 
     def sheet(self, sheet_id: str) -> Sheet:
         return next(s for s in self.sheets if s.id == sheet_id)
@@ -706,6 +733,7 @@ def _build(raw: dict, path: Path) -> Definition:
         district=_district(raw.get("district"), f"{name}: district", fields, sheets),
         path=path,
         plausibility=plausibility,
+        history=parse_history(raw.get("history"), fields, tables, name),
     )
 
 
@@ -945,3 +973,46 @@ def parse_plausibility(raw: object, fields: dict[str, Field], rules: dict[str, R
         window = _date_window(raw["report_date"], fields, every, f"{where}.report_date")
     peers = _peers(raw["peers"], fields, f"{where}.peers") if "peers" in raw else {}
     return Plausibility(ratios=ratios, report_date=window, **peers), own
+
+
+# --- the `history` section: comparison with earlier periods -----------------------------------------------
+
+HISTORY_KEYS = {"compare_with", "changes"}
+CHANGE_KEYS = {"fields", "rise", "fall", "min_previous", "why"}
+
+
+def parse_history(raw: object, fields: dict[str, Field], tables: dict, name: str) -> History:
+    """The definition's optional `history` section (see schemas/tthtcd-6thang.yaml): `compare_with`, a
+    list of "previous" / "same_last_year", and `changes`, a list of {fields, rise, fall, min_previous,
+    why} where fields are numeric paths as in `checks` ("*.participants": every activity row). A field
+    listed twice keeps its last limits. Raises DefinitionError naming the bad entry."""
+    where = f"{name}: history"
+    if raw is None:
+        return History()
+    _need(isinstance(raw, dict), where, "phải là một bảng khóa-giá trị")
+    _need(not set(raw) - HISTORY_KEYS, where, f"khóa không biết: {sorted(set(raw) - HISTORY_KEYS)}")
+    kinds = raw.get("compare_with", ["previous", "same_last_year"])
+    _need(isinstance(kinds, list) and bool(kinds) and all(k in ("previous", "same_last_year") for k in kinds)
+          and len(set(kinds)) == len(kinds), f"{where}.compare_with",
+          "phải là danh sách gồm previous và/hoặc same_last_year")
+    limits: dict[str, ChangeLimit] = {}
+    for i, spec in enumerate(raw.get("changes") or []):
+        w = f"{where}.changes[{i}]"
+        _need(isinstance(spec, dict), w, "phải là một bảng khóa-giá trị")
+        _need(not set(spec) - CHANGE_KEYS, w, f"khóa không biết: {sorted(set(spec) - CHANGE_KEYS)}")
+        paths = spec.get("fields")
+        _need(isinstance(paths, list) and bool(paths), w, "cần 'fields': danh sách trường")
+        bounds = {k: spec.get(k) for k in ("rise", "fall", "min_previous")}
+        for k, v in bounds.items():
+            _need(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0), w,
+                  f"'{k}' phải là số không âm")
+        _need(bounds["rise"] is not None or bounds["fall"] is not None, w, "cần 'rise' hoặc 'fall'")
+        _need(bounds["fall"] is None or bounds["fall"] < 100, w, "'fall' phải nhỏ hơn 100 (%)")
+        for path in paths:
+            _need(isinstance(path, str), w, f"trường {path!r} không hợp lệ")
+            for (fid,) in _expand(path, tables, w, None):
+                _need(fid in fields, w, f"trường {fid!r} không có trong định nghĩa")
+                _need(fields[fid].numeric, w, f"trường {fid!r} không phải trường số")
+                limits[fid] = ChangeLimit(fid, bounds["rise"], bounds["fall"],
+                                          float(bounds["min_previous"] or 0))
+    return History(tuple(kinds), tuple(limits.values()))

@@ -27,6 +27,7 @@ from pipeline.atomic import atomic_path
 from pipeline.consolidate import RECEIVED, STATUS_ERRORS, STATUS_MISSING, STATUS_OK, STATUS_WRONG_PERIOD
 from pipeline.findings import SEVERITY_ORDER, SEVERITY_VN, show
 from pipeline.outputs import VALUES_HEADERS, unit_of_measure
+from pipeline.periods import ON_TIME
 from pipeline.text import place_name
 from pipeline.worksheet import Worksheet
 
@@ -58,6 +59,7 @@ _FORMATS = {
     "text": _BOX, "text_b": _BOX | {"bold": True}, "code": {"border": 1, "align": "center"},
     "link": _BOX | {"font_color": "blue", "underline": 1},
     "when": {"border": 1, "num_format": "dd/mm/yyyy hh:mm", "align": "center"},
+    "day": {"border": 1, "num_format": "dd/mm/yyyy", "align": "center"},
     "error": {"border": 1, "bold": True, "font_color": "#9C0006", "bg_color": "#FFC7CE"},
     "warning": {"border": 1, "bold": True, "font_color": "#9C5700", "bg_color": "#FFEB9C"},
     "sign": {"bold": True, "align": "center"}, "sign_note": {"italic": True, "align": "center"},
@@ -204,7 +206,8 @@ def write_district_workbook(path: Path, definition, *, district: Mapping, period
                             units: pd.DataFrame, figures: pd.DataFrame, left_out: pd.DataFrame,
                             district_values: pd.DataFrame, choices: pd.DataFrame, findings: pd.DataFrame,
                             values: pd.DataFrame, wide: tuple[pd.DataFrame, Mapping[str, str]],
-                            feedback_links: Mapping[str, str], sample: bool = False) -> int:
+                            feedback_links: Mapping[str, str], sample: bool = False,
+                            run_label: str = "") -> int:
     """Write the consolidated workbook of one district to `path` (atomically).
 
     `district` holds district_code, district_name, province_name; `units` one row per unit of the list
@@ -214,8 +217,10 @@ def write_district_workbook(path: Path, definition, *, district: Mapping, period
     expected, left_out, warned) and `choices` (field, choice, count) the consolidated figures;
     `findings` the findings with `label`; `values` the tidy table; `wide` the pivot table and its
     headers; `feedback_links` unit_code → path of the ward's feedback workbook relative to `path`'s
-    folder; `sample` says the figures come from sample files. Returns how many strings were cut at
-    32,767 characters.
+    folder; `sample` says the figures come from sample files; `run_label` names the run in the history
+    store. From the history store, optionally: `units` deadline, received, lateness, changes, changed_from;
+    `district_values` previous, previous_label, change (the earlier period's figure beside each).
+    Returns how many strings were cut at 32,767 characters.
     """
     label = definition.period_label(period)
     esc = str.maketrans({"&": "&&"})  # a lone & starts a header control code
@@ -229,7 +234,8 @@ def write_district_workbook(path: Path, definition, *, district: Mapping, period
         wb.set_properties({"title": f"{definition.title} – {district['district_name']}", "subject": label,
                            "author": definition.office.short})
         book = _Book(wb, header, splice=not large)
-        rows = _summary(book, definition, district, period, run_date, units, district_values, choices, sample)
+        rows = _summary(book, definition, district, period, run_date, units, district_values, choices, sample,
+                        run_label)
         _by_unit(book, definition, units, figures, left_out, district_values, rows)
         _findings(book, definition, findings, feedback_links)
         _submissions(book, units)
@@ -298,7 +304,8 @@ def heading_names(d, district: Mapping) -> dict[str, str]:
             "recipients": [x.format(**names) for x in d.office.recipients]}
 
 
-def _summary(book: _Book, d, district, period, run_date, units, district_values, choices, sample) -> dict:
+def _summary(book: _Book, d, district, period, run_date, units, district_values, choices, sample,
+             run_label: str = "") -> dict:
     """Sheet "Tổng hợp": the district's report as an administrative document (Nghị định 30/2020/NĐ-CP):
     heading, title, each section of the definition with the district's figures (marked where they leave
     out units or include values to check), a footnote on the marks, "Nơi nhận" and the signature.
@@ -306,8 +313,9 @@ def _summary(book: _Book, d, district, period, run_date, units, district_values,
     Returns where each table's rows are, (sheet id, column id) → (first row, last row, column), for the
     charts on "Theo đơn vị"."""
     ws, f, s = book.sheet(SHEETS[0]), book.f, book.big
-    last = max(4, *(1 + len(sh.columns) for sh in d.sheets))
-    for col, width in enumerate(_SUMMARY_WIDTHS):
+    prev, prev_label = _earlier(district_values)
+    last = max(4 + 2 * bool(prev), *(1 + len(sh.columns) for sh in d.sheets))
+    for col, width in enumerate(_SUMMARY_WIDTHS + (_EARLIER_WIDTHS if prev else ())):
         ws.set_column(col, col, width)
     dv = {r["field"]: _Figure(r) for r in district_values.to_dict("records")}
     counts: dict[str, dict[str, int]] = {}
@@ -336,14 +344,17 @@ def _summary(book: _Book, d, district, period, run_date, units, district_values,
     book.merge(ws, r + 1, 0, last, subject, s["subject"])
     received = int(units["status"].isin(RECEIVED).sum())
     counted = int(units["counted"].fillna(False).astype(bool).sum())
-    line = (f"Số đơn vị đã báo cáo: {received}/{len(units)}; số đơn vị có số liệu được tổng hợp: {counted}/"
-            f"{len(units)}. Ngày tổng hợp: {run_date.strftime('%d/%m/%Y')}.")
+    line = (f"Số đơn vị đã báo cáo: {received}/{len(units)}{_on_time(units)}; số đơn vị có số liệu được "
+            f"tổng hợp: {counted}/{len(units)}. Ngày tổng hợp: {run_date.strftime('%d/%m/%Y')}"
+            + (f" ({run_label})." if run_label else "."))
     book.merge(ws, r + 2, 0, last, line, s["date"])
     r, anchors = r + 4, {}
     author = d.office.short
     for sheet in d.sheets:
         if sheet.kind == "table":
             r = _summary_table(book, ws, d, sheet, dv, r, last, anchors)
+            if prev:
+                r = _table_earlier(book, ws, d, sheet, prev, prev_label, r, last)
             continue
         shown = [d.fields[i] for i in sheet.fields if d.fields[i].method in ("sum", "weighted_mean", "count")]
         if not shown:
@@ -351,6 +362,8 @@ def _summary(book: _Book, d, district, period, run_date, units, district_values,
         book.merge(ws, r, 0, last, sheet.title, f["section"])
         book.cells(ws, r + 1, [(h, s["head"]) for h in ("TT", "Nội dung", "Số liệu", "Đơn vị tính",
                                                          "Cách tổng hợp")])
+        if prev:
+            book.cells(ws, r + 1, [(h, s["head"]) for h in (prev_label.capitalize(), "Tăng, giảm")], first=5)
         r += 2
         for n, fld in enumerate(shown, 1):
             text = ""
@@ -372,6 +385,10 @@ def _summary(book: _Book, d, district, period, run_date, units, district_values,
                 _put_figure(book, ws, r, 2, dv.get(fld.id), _kind(fld), author)
                 book.text(ws, r, 3, unit_of_measure(fld), s["code"])
             book.text(ws, r, 4, note, s["text"])
+            if prev:
+                before, change = prev.get(fld.id, (None, ""))
+                book.number(ws, r, 5, before, s[_kind(fld)])
+                book.text(ws, r, 6, change, s["code"])
             r += 1
         r += 1
     footnote = ("Ghi chú: ô tô màu cam là số liệu chưa gồm đủ các đơn vị (đơn vị chưa nộp hoặc nộp sai "
@@ -399,6 +416,51 @@ def _summary(book: _Book, d, district, period, run_date, units, district_values,
     ws.print_area(0, 0, r + height, last)
     book.page(ws)
     return anchors
+
+
+_EARLIER_WIDTHS = (15, 17)  # the earlier period's figure and the change, beside a form section's figures
+
+
+def _earlier(district_values: pd.DataFrame) -> tuple[dict[str, tuple[float, str]], str]:
+    """field → (earlier figure, "tăng 114,79 %") and the earlier period's label ("kỳ trước, 6 tháng cuối
+    năm 2019"), when the history store gave any; ({}, "") otherwise."""
+    if "previous" not in district_values or district_values["previous"].isna().all():
+        return {}, ""
+    label = next((x for x in district_values["previous_label"] if x), "")
+    rows = zip(district_values["field"], district_values["previous"], district_values["change"], strict=True)
+    return {field: (before, change) for field, before, change in rows if before == before}, label
+
+
+def _on_time(units: pd.DataFrame) -> str:
+    """" (đúng hạn: 15)" when the run had a deadline."""
+    if "lateness" not in units or "deadline" not in units or units["deadline"].isna().all():
+        return ""
+    return f" (đúng hạn: {int((units['lateness'] == ON_TIME).sum())})"
+
+
+def _table_earlier(book: _Book, ws, d, sheet, prev: dict, prev_label: str, r: int, last: int) -> int:
+    """Under the activity table, the same rows and columns compared with the earlier period: each cell
+    "tăng 136,57 % (350)" (the change, then the earlier figure). Returns the next free row."""
+    f, s = book.f, book.big
+    ids = [cid for cid, _, _ in sheet.columns]
+    book.merge(ws, r, 0, last, f"So sánh với {prev_label}: tăng, giảm (số liệu kỳ đó)", f["section"])
+    heads = [sheet.number_label, sheet.table_label,
+             *(f"{g}: {lbl}" if g else lbl for _, lbl, g in sheet.columns)]
+    ws.set_row(r + 1, 36)
+    book.cells(ws, r + 1, [(h, s["head"]) for h in heads])
+    r, n = r + 2, 0
+    for row_id, row_label in sheet.rows:
+        total = bool(d.fields[f"{row_id}.{ids[0]}"].total_of)
+        n += not total
+        cells = []
+        for cid in ids:
+            before, change = prev.get(f"{row_id}.{cid}", (None, ""))
+            cells.append((f"{change} ({show(before)})" if change else "", s["code"]))
+        ws.set_row(r, _height([(row_label, _SUMMARY_WIDTHS[1])], size=12))
+        book.cells(ws, r, [("" if total else f"{n}", s["code"]),
+                           (row_label, s["text_b" if total else "text"]), *cells])
+        r += 1
+    return r + 1
 
 
 def _summary_table(book: _Book, ws, d, sheet, dv: dict, r: int, last: int, anchors: dict) -> int:
@@ -605,42 +667,55 @@ def _received(v: object) -> dt.datetime | None:
 
 def _submissions(book: _Book, units: pd.DataFrame) -> None:
     """Sheet "Tình hình nộp báo cáo": the counts on top, then each unit's submission and status (coloured),
-    the files it superseded and the files of other periods it sent.
+    its deadline, when it was received and whether on time, the files it superseded and the cells that
+    changed since the older one, the files of other periods it sent.
 
     The unit rows are spliced in (`_rows_spliced`) unless the workbook streams its rows out."""
     ws, f, n = book.sheet(SHEETS[3]), book.f, len(units)
     sent = units["status"].isin(RECEIVED)
     wrong = units["status"] == STATUS_WRONG_PERIOD
     with_errors = int((units["status"] == STATUS_ERRORS).sum())
+    get = {c: units[c].tolist() if c in units else [None] * n
+           for c in ("file", "received", "errors", "warnings", "superseded", "other_files", "deadline",
+                     "lateness", "changes", "changed_from")}
+    due = next((d for d in get["deadline"] if not _blank(d) and d), None)
     top = f"Đã nộp {int(sent.sum())}/{n} đơn vị; {with_errors} đơn vị có lỗi"
+    if due:
+        top += f"; {sum(w == ON_TIME for w in get['lateness'])} đơn vị nộp đúng hạn (hạn nộp {due:%d/%m/%Y})"
     if wrong.any():
         top += f"; {int(wrong.sum())} đơn vị chỉ gửi báo cáo của kỳ khác"
     book.text(ws, 0, 0, top, f["bold"])
-    heads = ("Mã đơn vị", "Tên đơn vị", "Đã nộp", "Tệp", "Thời điểm nhận", "Số lỗi", "Số cảnh báo",
-             "Trạng thái", "Tệp bị thay thế", "Tệp của kỳ khác")
+    heads = ("Mã đơn vị", "Tên đơn vị", "Đã nộp", "Tệp", "Hạn nộp", "Ngày nhận", "Đúng hạn", "Số lỗi",
+             "Số cảnh báo", "Trạng thái", "Tệp bị thay thế", "Các ô thay đổi so với tệp trước",
+             "Tệp của kỳ khác")
     names = units["full_name"] if "full_name" in units else units["unit_name"]
-    get = {c: units[c].tolist() if c in units else [None] * n
-           for c in ("file", "received", "errors", "warnings", "superseded", "other_files")}
     other = [o if not w else "" for o, w in zip(get["other_files"], wrong, strict=True)]
     when = [_received(v) for v in get["received"]]
-    widths = (10, _fit(names, 16, 32), 10, _fit(get["file"], 12, 36), 16, 8, 10, 15,
-              _fit(get["superseded"], 14, 40), _fit(other, 14, 40))
+    days = [dt.datetime.combine(d, dt.time()) if isinstance(d, dt.date) else None for d in get["deadline"]]
+    changed = [f"So với {src}: {c}" if c else "" for c, src in zip(get["changes"], get["changed_from"],
+                                                                    strict=True)]
+    widths = (10, _fit(names, 16, 32), 10, _fit(get["file"], 12, 36), 11, 16, 13, 8, 10, 15,
+              _fit(get["superseded"], 14, 40), 50 if any(changed) else 14, _fit(other, 14, 40))
     book.head(ws, 2, heads, widths)
     columns = [(units["unit_code"].tolist(), f["code"]), (names.tolist(), f["text"]),
                (["Đã nộp" if ok else "Sai kỳ" if w else "Chưa nộp"
                  for ok, w in zip(sent, wrong, strict=True)], f["code"]), (get["file"], f["text"]),
-               ([w or r for w, r in zip(when, get["received"], strict=True)], f["when"]),
-               (get["errors"], f["int"]), (get["warnings"], f["int"]), (units["status"].tolist(), f["code"]),
-               (get["superseded"], f["text"]), (other, f["text"])]
+               (days, f["day"]), ([w or r for w, r in zip(when, get["received"], strict=True)], f["when"]),
+               (get["lateness"], f["code"]), (get["errors"], f["int"]), (get["warnings"], f["int"]),
+               (units["status"].tolist(), f["code"]), (get["superseded"], f["text"]), (changed, f["text"]),
+               (other, f["text"])]
     for i in range(n):
-        ws.set_row(i + 3, _height([(get["file"][i], widths[3]), (get["superseded"][i], widths[8]),
-                                   (other[i], widths[9])]))
+        ws.set_row(i + 3, _height([(get["file"][i], widths[3]), (get["superseded"][i], widths[10]),
+                                   (changed[i], widths[11]), (other[i], widths[12])]))
     if book.splice and n:
         _rows_spliced(book, ws, 3, columns)
     else:
         for i in range(n):
             book.cells(ws, i + 3, [(values[i], fmt) for values, fmt in columns])
-    book.status_colours(ws, 3, max(n + 2, 3), 7)
+    book.status_colours(ws, 3, max(n + 2, 3), 9)
+    for word in ("Muộn", "Quá hạn"):
+        ws.conditional_format(3, 6, max(n + 2, 3), 6, {"type": "text", "criteria": "begins with",
+                                                       "value": word, "format": book.status[STATUS_ERRORS]})
     ws.freeze_panes(3, 0)
     ws.autofilter(2, 0, max(n + 2, 3), len(heads) - 1)
     book.page(ws, landscape=True, repeat=2)

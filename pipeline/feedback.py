@@ -159,14 +159,15 @@ def filled(proto: Prototype, unit: Mapping, values: Mapping[str, object]) -> dic
 
 
 def render(definition: Definition, path: Path, period: str, unit: Mapping, values: Mapping[str, object],
-           findings: pd.DataFrame) -> None:
+           findings: pd.DataFrame, changes: tuple[str, list[tuple]] | None = None) -> None:
     """Write one unit's feedback workbook to `path` (atomically): from the prototype when it has no
-    findings and every value fits a placeholder, else rendered whole."""
-    if findings.empty:
+    findings and every value fits a placeholder, else rendered whole. `changes` lists the cells changed
+    since the file it replaced (see template.render_workbook)."""
+    if findings.empty and not changes:
         proto = prototype(definition, period)
         if (members := filled(proto, unit, values)) is not None:
             proto.package.write(path, members)
             return
     render_workbook(definition, path, period=period, unit=unit, values=values, marks=marks(findings),
-                    findings=findings)
+                    findings=findings, changes=changes)
 

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from pipeline import __version__
+from pipeline import __version__, history_steps
 from pipeline.consolidate import (
     RECEIVED,
     STATUS_MISSING,
@@ -35,6 +35,7 @@ from pipeline.consolidate import (
 from pipeline.definition import IDENTITY_ROLES, Definition
 from pipeline.feedback import shown_values
 from pipeline.findings import make_findings, sort_findings
+from pipeline.history import RunHistory
 from pipeline.outputs import (
     FINDINGS_HEADERS,
     VALUES_COLUMNS,
@@ -49,8 +50,10 @@ from pipeline.outputs import (
     write_manifest,
 )
 from pipeline.peers import add_peer_findings
+from pipeline.periods import load_deadlines
 from pipeline.province import write_provinces
 from pipeline.run import Options, check_files
+from pipeline.store import now as store_now
 from pipeline.text import per_distinct, slug
 
 WORKBOOK_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".ods", ".xlsb"}
@@ -81,6 +84,9 @@ class Summary:
     period: str = ""
     samples: list[str] = field(default_factory=list)  # files marked as made-up samples (SAMPLE_KEY)
     province_files: list[Path] = field(default_factory=list)  # tinh-*.xlsx: districts side by side
+    run_id: int | None = None  # the run's number in the history store (None: not recorded)
+    store_problem: str | None = None  # why the history store could not be used (Vietnamese)
+    on_time: int | None = None  # units whose report came by the deadline
 
     @property
     def no_file_of_period(self) -> bool:
@@ -172,9 +178,9 @@ def _share(shared: dict) -> None:
 def _render_feedback(task: tuple) -> None:
     from pipeline.feedback import render
 
-    path, unit, values, findings = task
+    path, unit, values, findings, changes = task
     findings = _SHARED["no_findings"] if findings is None else findings
-    render(_SHARED["definition"], path, _SHARED["period"], unit, values, findings)
+    render(_SHARED["definition"], path, _SHARED["period"], unit, values, findings, changes=changes)
 
 
 def write_feedback(
@@ -187,9 +193,13 @@ def write_feedback(
     findings: pd.DataFrame,
     on_progress: Callable | None = None,
     jobs: int = 1,
+    changes: dict | None = None,
 ) -> dict[str, str]:
     """One feedback workbook per chosen submission with a known unit, rendered by `jobs` processes
-    (the files are the same whatever `jobs`). Returns unit_code → path relative to `out_dir`."""
+    (the files are the same whatever `jobs`); `changes` (submission → (older version, changed cells),
+    see history_steps.feedback_changes) lists what changed since the file it replaced. Returns
+    unit_code → path relative to `out_dir`."""
+    changes = changes or {}
     by_code = {r["unit_code"]: r for r in units.to_dict("records")}
     shown = shown_values(values[values["submission"].isin(chosen.index)])
     by_sub = dict(tuple(findings.groupby("submission", sort=False)))
@@ -197,7 +207,7 @@ def write_feedback(
     for sub, code in chosen.loc[chosen["unit_code"].astype(bool), "unit_code"].items():
         unit = by_code[code] | {"unit_code": code}
         rel = f"feedback/{code}-{slug(unit['unit_name'])}.xlsx"
-        tasks.append((out_dir / rel, unit, shown.get(sub, {}), by_sub.get(sub)))
+        tasks.append((out_dir / rel, unit, shown.get(sub, {}), by_sub.get(sub), changes.get(sub)))
         links[code] = rel
     _map(
         _render_feedback,
@@ -264,6 +274,7 @@ def _write_district(code: str) -> None:
         wide=(part("wide"), sh["wide_headers"]),
         feedback_links={c: sh["links"][c] for c in units["unit_code"] if c in sh["links"]},
         sample=sh["sample"],
+        run_label=sh["run_label"],
     )
 
 
@@ -294,6 +305,7 @@ def write_districts(
     meanwhile: Callable[[], None] | None = None,
     wide: tuple[pd.DataFrame, dict] | None = None,
     sample: bool = False,
+    run_label: str = "",
 ) -> list[Path]:
     """One consolidated workbook per district of the units list; findings that belong to no unit (a
     file nobody could be named for) go to every district. `meanwhile` runs while workers write them;
@@ -331,6 +343,7 @@ def write_districts(
         "run_date": dt.date.today(),
         "wide_headers": headers,
         "sample": sample,
+        "run_label": run_label,
         "rows": rows,
         "paths": paths,
         "links": links,
@@ -444,11 +457,16 @@ def consolidate_inbox(
     feedback: bool = True,
     options: Options | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
+    store: Path | None = None,
+    deadline: dt.date | None = None,
 ) -> Summary:
     """Run the whole job into a staging folder, then swap it in for `<out>/<period>/`.
 
-    A run killed halfway leaves the previous outputs as they were. Raises OutputError when the
-    output folder cannot be written or another run holds it, RunError on an unexpected failure.
+    A run killed halfway leaves the previous outputs as they were. `store` is the history store to
+    read and record the run in (None: none); `deadline` the period's deadline (None: from
+    schemas/periods.yaml). Raises OutputError when the output folder cannot be written or another run
+    holds it, RunError on an unexpected failure; a history store problem only sets
+    `Summary.store_problem`.
     """
     t = {"start": time.perf_counter(), "started_at": _now()}
     out = Path(out).resolve()
@@ -465,11 +483,21 @@ def consolidate_inbox(
         raise OutputError(f"Không ghi được vào thư mục {out}: {exc.strerror or exc}.") from None
     staging = out / f".{period}.partial-{os.getpid()}"
     handler = None
+    hist = None
     try:
         _recover(out, period)
         staging.mkdir()
         handler = _log_handler(staging / "tonghop.log")
         log.info("tonghop %s: inbox %s, period %s", __version__, inbox, period)
+        options = options or Options(period=period)
+        hist = RunHistory(store, definition, period)  # connected once the files are read
+        units_file = units.attrs.get("source")
+        run = {"started_at": store_now(), "tool_version": __version__, "period": period,
+               "command": "consolidate", "inbox": str(Path(inbox).resolve()), "out_dir": str(out),
+               "units_file": units_file, "units_sha256": units.attrs.get("sha256"),
+               "deadline": deadline if deadline is not None else load_deadlines().for_period(period),
+               "options": {"strict": strict, "feedback": feedback, "timeout": options.timeout,
+                           "jobs": options.jobs}}
         with _fewer_collections():
             summary = _run(
                 inbox,
@@ -479,9 +507,11 @@ def consolidate_inbox(
                 units,
                 strict,
                 feedback,
-                options or Options(period=period),
+                options,
                 on_progress,
                 t,
+                hist,
+                run,
             )
         log.info("done: %s", summary.timings)
         log.removeHandler(handler)
@@ -496,6 +526,8 @@ def consolidate_inbox(
         log.exception("run failed")
         raise RunError(str(_keep_log(staging, out, period))) from None
     finally:
+        if hist is not None:
+            hist.close()
         if handler is not None:
             log.removeHandler(handler)
             handler.close()
@@ -507,7 +539,8 @@ def consolidate_inbox(
     return summary
 
 
-def _run(inbox, out_dir, period, definition, units, strict, feedback, options, on_progress, t) -> Summary:
+def _run(inbox, out_dir, period, definition, units, strict, feedback, options, on_progress, t, hist,
+         run) -> Summary:
     names, others = discover(inbox)
     books = [inbox / name for name in names]
     t["discover"] = time.perf_counter()
@@ -525,6 +558,7 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
         on_progress=(lambda d, n: on_progress("read", d, n)) if on_progress else None,
     )
     t["read+validate"] = time.perf_counter()
+    hist.connect()
 
     subs = result.submissions.copy()
     fingerprints = hashing.result()
@@ -535,7 +569,11 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
     dates = result.values[result.values["field"] == (role.id if role else None)]
     dates = dates.set_index("submission")["text"]
     subs["report_date"] = dates.reindex(subs.index)
-    subs["received"] = [dt.datetime.fromtimestamp(m).isoformat(timespec="seconds") for m in subs["mtime"]]
+    # when each file reached the office: an email's date, else the first run that saw it (history store)
+    shas = pd.Series([fingerprints[str(p)][0] for p in books], dtype=object)
+    received_by_file = pd.Series(history_steps.received_times(hist, shas, run["started_at"]).to_numpy(),
+                                 index=names, dtype=object)
+    subs["received"] = subs["file"].map(received_by_file)
     subs, resub = choose_submissions(subs)
     dropped = [r["submission"] for r in resub]
     findings = result.findings[~result.findings["submission"].isin(dropped)]
@@ -544,6 +582,12 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
         extra = pd.DataFrame(resub).join(subs[["file", "unit_code", "unit_name"]], on="submission")
         findings = pd.concat([findings, make_findings(extra, definition.rules)], ignore_index=True)
     findings = add_peer_findings(definition, subs, result.values, findings, units)
+    trend = history_steps.change_findings(hist, definition, period, subs, result.values)
+    if len(trend):
+        trend = trend.join(subs[["file", "unit_code", "unit_name"]], on="submission")
+        trend = trend.assign(sheet=trend["field"].map(definition.frame["sheet"]),
+                             label=trend["field"].map(definition.frame["label"]))
+        findings = pd.concat([findings, make_findings(trend, definition.rules)], ignore_index=True)
     cons = consolidate(definition, units, subs, result.values, findings, strict=strict)
     if cons.checks:
         names = units.drop_duplicates("district_code").set_index("district_code")["district_name"]
@@ -553,6 +597,13 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
         failed = make_findings(failed.drop(columns="district_code"), definition.rules)
         findings = pd.concat([findings, failed], ignore_index=True)
     findings = sort_findings(findings, definition.frame["order"])
+    status = history_steps.statuses(subs, findings, period)
+    changes, sources = history_steps.version_changes(hist, definition, subs, status, result.values)
+    today = dt.date.fromisoformat(run["started_at"][:10])
+    cons.units = history_steps.annotate_units(cons.units, received_by_file, run["deadline"], today, changes,
+                                              sources)
+    cons.district = history_steps.compare_district_figures(hist, definition, period, cons.district)
+    run_id = hist.next_run()
     t["consolidate"] = time.perf_counter()
 
     chosen = subs[subs["chosen"]]
@@ -567,6 +618,7 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
             findings,
             on_progress,
             jobs=options.jobs,
+            changes=history_steps.feedback_changes(changes, sources),
         )
         if feedback
         else {}
@@ -587,7 +639,7 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
 
     district_files = write_districts(
         definition, out_dir, period, cons, findings, vt, links, options.jobs, meanwhile=write_tables,
-        wide=wide, sample=sample,
+        wide=wide, sample=sample, run_label=history_steps.run_label(run_id, hist),
     )
     t["write"] = time.perf_counter()
     stages = {
@@ -600,6 +652,18 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
     n_err = int((findings["severity"] == "error").sum())
     n_warn = int((findings["severity"] == "warning").sum())
     received = int(cons.units["status"].isin(RECEIVED).sum())
+    # the store keeps whether each value counted (True, False, or None: not a consolidated field, not chosen)
+    counted = cons.values.set_index(["submission", "field"])["counted"].map({"Có": True, "Không": False})
+    key = pd.MultiIndex.from_arrays([result.values["submission"], result.values["field"]])
+    stored = result.values.assign(counted=counted.reindex(key).to_numpy())
+    run_id = history_steps.record_run(
+        hist, run | {"files": len(books), "units_expected": len(cons.units), "units_received": received,
+                     "errors": n_err, "warnings": n_warn},
+        books=[(fingerprints[str(p)][0], p) for p in books], names=names, subs=subs, status=status,
+        values=stored, findings=findings, district=cons.district, received_by_file=received_by_file,
+        run_id=run_id)
+    t["store"] = time.perf_counter()
+    stages["store"] = t["store"] - t["write"]
     write_manifest(
         out_dir / "manifest.json",
         {
@@ -625,6 +689,8 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
             + sorted(links.values()),
             "timings": {k: round(v, 3) for k, v in stages.items()},
             "units": manifest_units(cons.units, links),
+            "history": {"store": str(hist.path) if hist.path else None, "run": run_id,
+                        "problem": hist.problem},
         },
     )
     missing = cons.units.loc[cons.units["status"] == STATUS_MISSING, "full_name"].tolist()
@@ -649,5 +715,8 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
         period,
         samples=subs.loc[subs["sample"].astype(bool), "file"].tolist(),
         province_files=province_files,
+        run_id=run_id,
+        store_problem=hist.problem,
+        on_time=history_steps.on_time(cons.units),
     )
     return summary

@@ -405,7 +405,7 @@ class _Renderer:
             ws.write_url(r + j, 1, f"internal:{_quote(s.name)}!A1", link, f"{s.name}: {s.title}")
         _page(ws, r + len(self.d.sheets), 1, 96)
 
-    def feedback(self, findings: pd.DataFrame) -> None:
+    def feedback(self, findings: pd.DataFrame, changes: tuple[str, list[tuple]] | None = None) -> None:
         ws = self.wb.add_worksheet(FEEDBACK_SHEET, worksheet_class=Worksheet)
         ws.activate()
         heads = ("Mức độ", "Trang", "Ô", "Nội dung", "Giá trị đã ghi", "Giá trị đúng", "Có thể là")
@@ -451,7 +451,34 @@ class _Renderer:
             ws.write_string(r, 5, _shown(rec.get("expected")), wrap)
             ws.write_string(r, 6, _shown(rec.get("suggestion")), wrap)
             ws.set_row(r, _height((_shown(rec.get("message")), widths[3]), (sheet, widths[1])))
-        _page(ws, max(3, 3 + len(findings)), 6, sum(widths), (3, 3))
+        last = max(3, 3 + len(findings))
+        if changes and changes[1]:
+            last = self.changes(ws, last + 2, changes, widths)
+        _page(ws, last, 6, sum(widths), (3, 3))
+
+    def changes(self, ws, r: int, changes: tuple[str, list[tuple]], widths: tuple) -> int:
+        """The cells whose values changed since the older version `changes[0]`, from row `r`: a title,
+        a header and a row per cell (sheet, cell linked, label, before, after). Returns the last row."""
+        source, rows = changes
+        _merge(ws, r, 0, r, 5, f"Các ô đã thay đổi so với {source} ({len(rows)} ô)",
+               self.st(bold=True, text_wrap=True))
+        head = self.st(bold=True, align="center", text_wrap=True, border=1, bg_color=HEADER_FILL)
+        for c, text in enumerate(("", "Trang", "Ô", "Mục", "Trước", "Nay")):
+            ws.write_string(r + 1, c, text, head)
+        wrap = self.st(border=1, text_wrap=True, valign="top")
+        link = self.st(border=1, valign="top", align="center", font_color="#0563C1", underline=1)
+        sheets = {s.name for s in self.d.sheets}
+        for i, (sheet, cell, label, before, after) in enumerate(rows, r + 2):
+            ws.write_blank(i, 0, None, wrap)
+            ws.write_string(i, 1, str(sheet), wrap)
+            if cell and sheet in sheets:
+                ws.write_url(i, 2, f"internal:{_quote(sheet)}!{cell}", link, cell, f"Đến ô {cell}")
+            else:
+                ws.write_string(i, 2, str(cell), wrap)
+            for c, text in ((3, label), (4, before), (5, after)):
+                ws.write_string(i, c, str(text), wrap)
+            ws.set_row(i, _height((str(label), widths[3]), (str(sheet), widths[1])))
+        return r + 1 + len(rows)
 
     def meta(self, extra: Mapping[str, str] | None = None) -> None:
         ws = self.wb.add_worksheet(META_SHEET, worksheet_class=Worksheet)
@@ -473,13 +500,15 @@ def _shown(v: object) -> str:
 def render_workbook(definition: Definition, path: Path | str | IO[bytes], *, period: str,
                     unit: Mapping | None = None, values: Mapping[str, object] | None = None,
                     marks: Mapping[str, Mark] | None = None, findings: pd.DataFrame | None = None,
-                    extra_meta: Mapping[str, str] | None = None) -> None:
+                    extra_meta: Mapping[str, str] | None = None,
+                    changes: tuple[str, list[tuple]] | None = None) -> None:
     """Write the report workbook for `period` to `path` (atomically) or to a binary file object.
 
     `unit` (a units row) pre-fills and locks the unit's code and name; None gives the blank template.
     `values` (field id → value as typed) fills cells, `marks` (field id → Mark) colours and comments
     cells, and `findings` (the findings frame) adds a first sheet "Góp ý" listing them. `extra_meta`
-    adds keys to the hidden sheet after META_KEYS (the samples generator marks its workbooks so).
+    adds keys to the hidden sheet after META_KEYS (the samples generator marks its workbooks so). `changes`
+    (the older version's name, [(sheet, cell, label, before, after)]) lists there what changed since it.
     """
     check_period(period)
 
@@ -489,7 +518,7 @@ def render_workbook(definition: Definition, path: Path | str | IO[bytes], *, per
         wb.set_properties({"title": definition.title, "author": office, "company": office})
         r = _Renderer(definition, wb, period, unit, values, marks)
         if findings is not None:
-            r.feedback(findings)
+            r.feedback(findings, changes)
         r.guide()
         for sheet in definition.sheets:
             r.table(sheet) if sheet.kind == "table" else r.form(sheet)

@@ -256,11 +256,11 @@ def test_submissions_sheet(book):
     _, _, wb, _ = book
     ws = wb["Tình hình nộp báo cáo"]
     assert ws["A1"].value == "Đã nộp 2/3 đơn vị; 1 đơn vị có lỗi"
-    assert ws.freeze_panes == "A4" and ws.auto_filter.ref == "A3:J6"
+    assert ws.freeze_panes == "A4" and ws.auto_filter.ref == "A3:M6"
     rows = [[c.value for c in row] for row in ws.iter_rows(min_row=4, max_row=6)]
-    assert [(r[0], r[2], r[7]) for r in rows] == [("07093", "Đã nộp", "Đạt"), ("07096", "Đã nộp", "Có lỗi"),
+    assert [(r[0], r[2], r[9]) for r in rows] == [("07093", "Đã nộp", "Đạt"), ("07096", "Đã nộp", "Có lỗi"),
                                                   ("07099", "Chưa nộp", "Chưa nộp")]
-    assert rows[0][4].isoformat() == "2020-07-10T08:30:00" and rows[1][8] == "cmd-cu.xlsx"
+    assert rows[0][5].isoformat() == "2020-07-10T08:30:00" and rows[1][10] == "cmd-cu.xlsx"
     rules = {r.formula[0] for cf in ws.conditional_formatting for r in cf.rules}
     assert {'"Đạt"', '"Có lỗi"', '"Chưa nộp"'} <= rules
 

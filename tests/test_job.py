@@ -257,7 +257,7 @@ def test_an_empty_inbox_gives_every_unit_missing(tmp_path, capsys):
                  "--quiet"]) == 1
     assert "đã nhận 0/21 đơn vị" in capsys.readouterr().out
     rows = _sheet(tmp_path / "o" / PERIOD / "thi-xa-dong-trieu.xlsx", "Tình hình nộp báo cáo")
-    status = [r[7] for r in rows[3:] if r and str(r[0]).startswith("07")]
+    status = [r[9] for r in rows[3:] if r and str(r[0]).startswith("07")]
     assert status == ["Chưa nộp"] * 21
     assert _values(tmp_path / "o" / PERIOD).empty
 
@@ -293,7 +293,8 @@ def test_full_disk_keeps_previous_outputs(run, tmp_path, monkeypatch, capsys):
     assert _consolidate(inbox, tmp_path, "--no-feedback") == 3
     assert "No space left on device" in capsys.readouterr().err
     assert _hashes(tmp_path / PERIOD) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f".{PERIOD}.lock", PERIOD, f"{PERIOD}-loi.log"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".{PERIOD}.lock", PERIOD, f"{PERIOD}-loi.log",
+                                                          "lich-su.sqlite"]
     assert "No space left on device" in (tmp_path / f"{PERIOD}-loi.log").read_text(encoding="utf-8")
 
 
@@ -347,8 +348,9 @@ def _contents(folder: Path) -> dict[str, object]:
     return out
 
 
-def test_output_is_the_same_whatever_the_number_of_processes(run, tmp_path):
+def test_output_is_the_same_whatever_the_number_of_processes(run, tmp_path, monkeypatch):
     inbox, _ = run
+    monkeypatch.setattr("pipeline.job.store_now", lambda: "2020-06-15T10:00:00+07:00")  # same received times
     assert _consolidate(inbox, tmp_path / "one", "--jobs", "1") == 0
     assert _consolidate(inbox, tmp_path / "two", "--jobs", "2") == 0
     one, two = _contents(tmp_path / "one" / PERIOD), _contents(tmp_path / "two" / PERIOD)
@@ -356,10 +358,11 @@ def test_output_is_the_same_whatever_the_number_of_processes(run, tmp_path):
     assert one == two
 
 
-def test_district_workbooks_are_the_same_whatever_the_number_of_processes(run, tmp_path):
+def test_district_workbooks_are_the_same_whatever_the_number_of_processes(run, tmp_path, monkeypatch):
     """Each sample unit its own district (21 > 8): the workers write the district workbooks, each slicing
     its own district out of the frames it inherited; every file equals the one-process one."""
     inbox, _ = run
+    monkeypatch.setattr("pipeline.job.store_now", lambda: "2020-06-15T10:00:00+07:00")  # same received times
     units = load_units().drop(columns=["key", "slug", "full_name"])
     units["district_code"] = "9" + units["unit_code"]
     units["district_name"] = "Huyện " + units["unit_name"]

@@ -83,7 +83,7 @@ def test_status_sheet_says_wrong_period(run):
     _, out = run
     rows = pc.CalamineWorkbook.from_path(str(out / "thi-xa-dong-trieu.xlsx")).get_sheet_by_name(
         "Tình hình nộp báo cáo").to_python()
-    status = {r[0]: r[7] for r in rows[3:] if r and r[0]}
+    status = {r[0]: r[9] for r in rows[3:] if r and r[0]}
     assert status["07096"] == "Sai kỳ báo cáo"
     assert status["07093"] == "Đạt" or status["07093"] == "Có lỗi"
     assert status["07099"] == "Sai kỳ báo cáo"

@@ -40,7 +40,7 @@ def _runnable(line: str) -> bool:
 def test_tonghop_commands_parse(line):
     argv = shlex.split(re.sub(TONGHOP, "", line, count=1).replace("\\", "/"))
     args = build_parser().parse_args(argv)
-    assert args.command in {"templates", "check", "consolidate", "fetch", "send"}
+    assert args.command in {"templates", "check", "consolidate", "fetch", "send", "history", "diff"}
 
 
 def test_readme_shows_every_command_and_the_windows_way():
