@@ -90,5 +90,7 @@ lint: install
 bench: install
 	$(PY) bench/bench.py --n $(N)
 
+# the run outputs go; the history of earlier runs (output/lich-su.sqlite) stays
 clean:
-	rm -rf output/* bench/cache
+	find output -mindepth 1 -maxdepth 1 ! -name lich-su.sqlite ! -name .gitkeep -exec rm -rf {} +
+	rm -rf bench/cache

@@ -88,12 +88,17 @@ def _key(*parts: object) -> str:
 
 
 def _deadline(period: str, config: MailConfig, given: str | None) -> dt.date | None:
+    """The deadline a letter reminds of: --deadline, else tonghop.toml's [deadlines], else the periods file
+    (schemas/periods.yaml) that `consolidate` uses too."""
+    from pipeline.definition import DefinitionError
+    from pipeline.periods import load_deadlines, parse_deadline
+
     if given:
         try:
-            return dt.date.fromisoformat(given)
-        except ValueError:
-            raise SendError(f"Hạn nộp {given!r} phải viết dạng năm-tháng-ngày, ví dụ 2020-07-20.") from None
-    return config.deadlines.get(period)
+            return parse_deadline(given)
+        except DefinitionError:
+            raise SendError(f"Hạn nộp «{given}» không hợp lệ: viết 25/06/2020 hoặc 2020-06-25.") from None
+    return config.deadlines.get(period) or load_deadlines().for_period(period)
 
 
 def _template(definition: Definition, units: pd.DataFrame, code: str, folder: Path, period: str) -> Path:
