@@ -259,9 +259,6 @@ class Definition:
         ]
         return pd.DataFrame(rows).set_index("field")
 
-    def expected_sum(self, total_id: str) -> tuple[str, ...]:
-        return self.fields[total_id].total_of
-
 
 def check_period(period: str) -> str:
     """Return `period` when it is YYYY-H1, YYYY-H2 or YYYY; raise DefinitionError otherwise."""

@@ -11,7 +11,6 @@ large workbook use xlsxwriter's constant_memory mode.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import io
 import math
 import numbers
@@ -30,6 +29,7 @@ from pipeline.outputs import VALUES_HEADERS, unit_of_measure
 from pipeline.periods import ON_TIME
 from pipeline.text import place_name
 from pipeline.worksheet import Worksheet
+from pipeline.xlsx import WORKBOOK_OPTIONS, is_blank, page_setup, row_height
 
 SHEETS = ("Tổng hợp", "Theo đơn vị", "Lỗi và cảnh báo", "Tình hình nộp báo cáo", "Bảng số liệu", "Dữ liệu")
 WIDE_SHEET, DATA_SHEET = SHEETS[4], SHEETS[5]
@@ -37,8 +37,6 @@ NO_FINDINGS = "Không có lỗi hay cảnh báo nào."
 DATA_HEADERS = {k: v for k, v in VALUES_HEADERS.items() if k not in ("district", "label", "unit")}
 _DATA_WIDTHS = {"period": 9, "unit_code": 10, "unit_name": 24, "sheet": 18, "field": 24, "value": 14,
                 "raw": 14, "counted": 10, "reason": 24, "file": 28, "cell": 6}
-_WB_OPTIONS = {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False,
-               "remove_timezone": True}
 # Up to this many tidy rows (every district: about 60 a unit) "Dữ liệu" is built a column at a time and
 # spliced in (xlsx_patch): about 1 µs a cell against 15 µs through xlsxwriter's cell calls. Above it (a
 # units list that is one huge district) the workbook is written cell by cell in constant_memory mode:
@@ -78,8 +76,7 @@ _STATUS_COLOURS = {STATUS_OK: ("#006100", "#C6EFCE"), STATUS_ERRORS: ("#9C0006",
                    STATUS_WRONG_PERIOD: ("#9C5700", "#FFEB9C"), STATUS_MISSING: ("#3F3F3F", "#D9D9D9")}
 
 
-def _blank(v: object) -> bool:
-    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and not math.isfinite(v))
+_blank = is_blank
 
 
 def _number(v: object) -> float | None:
@@ -91,24 +88,7 @@ def _number(v: object) -> float | None:
     return float(v) if isinstance(v, numbers.Real) and not isinstance(v, bool) and not _blank(v) else None
 
 
-def _height(cells: list[tuple[object, float]], size: float = 11) -> float:
-    """Row height in points for texts wrapped in columns of the given widths (characters).
-
-    Set explicitly because LibreOffice keeps an xlsx row's height as written: wrapped text would overlap.
-    Width units are the default font's (Calibri 11: 7 px); measured on Vietnamese text, Times New Roman 12
-    fits 1.08 characters per unit. 0.95 leaves room for word breaks. (A LibreOffice without Calibri or
-    Carlito falls back to a wider font, so its columns are wider and these rows look roomy there.)
-    """
-    texts = tuple((t if t.__class__ is str else None if _blank(t) else str(t), w) for t, w in cells)
-    return _lines_height(texts, size)
-
-
-@functools.lru_cache(maxsize=4096)  # the same labels and notes come back in every district
-def _lines_height(cells: tuple[tuple[str | None, float], ...], size: float) -> float:
-    per_line = 0.95 * 12 / size
-    lines = max((sum(math.ceil(max(len(p), 1) / (w * per_line)) for p in t.split("\n"))
-                 for t, w in cells if t), default=1)
-    return lines * size * 1.35 + 4
+_height = row_height
 
 
 def _fit(texts, lo: float, hi: float) -> float:
@@ -186,14 +166,7 @@ class _Book:
 
     def page(self, ws, *, landscape: bool = False, repeat: int | None = None) -> None:
         """A4, one page wide, the district and period on top, "Trang x/y" at the foot."""
-        ws.set_paper(9)
-        ws.set_landscape() if landscape else ws.set_portrait()
-        ws.fit_to_pages(1, 0)
-        ws.set_margins(left=0.5, right=0.4, top=0.7, bottom=0.7)
-        ws.set_header(self.header)
-        ws.set_footer("&C&9Trang &P/&N")
-        if repeat is not None:
-            ws.repeat_rows(repeat)
+        page_setup(ws, landscape=landscape, header=self.header, repeat=repeat)
 
     def status_colours(self, ws, first: int, last: int, col: int) -> None:
         """Colour a status column (Đạt green, Có lỗi red, Chưa nộp grey); conditional, so it follows edits."""
@@ -227,7 +200,7 @@ def write_district_workbook(path: Path, definition, *, district: Mapping, period
     # the space after &9 keeps a name starting with a digit from reading as a font size
     header = f"&L&9 {str(district['district_name']).translate(esc)} – {label.translate(esc)}&R&9 &A"
     large = len(values) > CONSTANT_MEMORY_ROWS
-    options = _WB_OPTIONS | ({"constant_memory": True} if large else {"in_memory": True})
+    options = WORKBOOK_OPTIONS | ({"constant_memory": True, "in_memory": False} if large else {})
     with atomic_path(Path(path)) as tmp:
         packed = None if large else io.BytesIO()
         wb = xlsxwriter.Workbook(str(tmp) if large else packed, options)

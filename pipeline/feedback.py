@@ -25,7 +25,8 @@ from openpyxl.utils.datetime import to_excel
 from pipeline import xlsx_patch
 from pipeline.definition import NUMERIC, Definition, Field
 from pipeline.findings import FINDING_COLUMNS
-from pipeline.template import Mark, TypedOver, _is_blank, _is_number, is_input, render_workbook
+from pipeline.template import Mark, TypedOver, is_input, render_workbook
+from pipeline.xlsx import is_blank, is_number
 
 CODE_MARK, NAME_MARK = "\ue000unit_code\ue001", "\ue000unit_name\ue001"
 
@@ -120,8 +121,8 @@ def _cell(field: Field, v: object, ref: str, style: str, formula: str | None) ->
     can write it (a value whose format differs from the placeholder's: booleans, dates outside date
     fields, overlong text)."""
     if formula is not None:  # a total: its formula, cached with the recomputed figure when there is one
-        return xlsx_patch.formula_cell(ref, style, formula, v if _is_number(v) else None)
-    if _is_blank(v):
+        return xlsx_patch.formula_cell(ref, style, formula, v if is_number(v) else None)
+    if is_blank(v):
         return f'<c r="{ref}"{style}/>'
     if isinstance(v, (dt.datetime, dt.date, dt.time)):  # a date field's placeholder has the date format
         day = v.date() if isinstance(v, dt.datetime) else v

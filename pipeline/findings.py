@@ -104,10 +104,6 @@ def make_findings(records: Iterable[Mapping[str, object]] | pd.DataFrame, rules:
     return df[ALL_COLUMNS].astype(object).reset_index(drop=True)
 
 
-def empty_findings() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=object) for c in ALL_COLUMNS})
-
-
 def sort_findings(df: pd.DataFrame, order: Mapping[str, int] | None = None) -> pd.DataFrame:
     """Errors first, then by unit and file; within a file the file's own problems first, then the
     fields in the order of the report (`order`: field id → position, e.g. Definition.frame["order"])."""

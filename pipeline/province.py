@@ -24,15 +24,9 @@ from pipeline.peers import peer_findings
 from pipeline.plausibility import ratio_checks
 from pipeline.text import slug
 from pipeline.worksheet import Worksheet
+from pipeline.xlsx import WORKBOOK_OPTIONS, page_setup
 
 PROVINCE_LEVEL = (("g_p", "g_p_name"),)
-# in_memory: xlsxwriter otherwise packs through a temporary file per part (half the time of a small book)
-_WB_OPTIONS = {
-    "strings_to_formulas": False,
-    "strings_to_urls": False,
-    "strings_to_numbers": False,
-    "in_memory": True,
-}
 _BASE = {"font_name": "Times New Roman", "font_size": 11, "valign": "vcenter"}
 _FLAG = "#FFD8A8"  # the amber of warnings in the district workbooks
 _PREFIXES = ("Tỉnh ", "Thành phố ")
@@ -154,7 +148,7 @@ def _write_workbook(
     province = districts["province_name"].iloc[0]
     flags = {(u, f): m for u, f, m in zip(found["unit_code"], found["field"], found["message"], strict=True)}
     with atomic_path(path) as tmp:
-        wb = xlsxwriter.Workbook(str(tmp), _WB_OPTIONS)
+        wb = xlsxwriter.Workbook(str(tmp), WORKBOOK_OPTIONS)
         fmt = {
             k: wb.add_format(_BASE | v)
             for k, v in {
@@ -252,7 +246,4 @@ def _warnings_sheet(wb, fmt: dict, districts: pd.DataFrame, found: pd.DataFrame)
 
 def _page(ws, last_row: int, last_col: int) -> None:
     """A4 landscape, fit to the page width."""
-    ws.set_paper(9)
-    ws.set_landscape()
-    ws.fit_to_pages(1, 0)
-    ws.print_area(0, 0, last_row, last_col)
+    page_setup(ws, landscape=True, print_area=(last_row, last_col))

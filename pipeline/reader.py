@@ -69,7 +69,6 @@ class RawSubmission:
     cells: list[tuple[str, object, str, bool, str]] = field(default_factory=list)
     problems: list[tuple[str, str, str, str]] = field(default_factory=list)  # rule, sheet, cell, field
     sheets_found: int = 0
-    has_meta: bool = False
 
 
 def make_spec(definition: Definition) -> ReadSpec:
@@ -473,7 +472,6 @@ def read_workbook(path: str | Path, spec: ReadSpec) -> RawSubmission:
     try:
         names = list(wb.sheet_names)
         meta = _read_meta(wb, names)
-        out.has_meta = meta is not None
         out.meta = meta or {}
         if meta is not None and meta.get("template_id") not in (None, "", spec.template_id):
             out.problems.append(("not-template", "", "", ""))

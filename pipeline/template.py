@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import itertools
-import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pipeline.definition import IDENTITY_ROLES, META_KEYS, META_SHEET, Definitio
 from pipeline.findings import SEVERITY_VN, show
 from pipeline.wording import kind_text
 from pipeline.worksheet import Worksheet
+from pipeline.xlsx import WORKBOOK_OPTIONS, is_blank, is_number, page_setup, quote_sheet, row_height
 
 GUIDE_SHEET, FEEDBACK_SHEET = "Hướng dẫn", "Góp ý"
 INPUT_FILL, LOCKED_FILL, HEADER_FILL = "#FFF2CC", "#F2F2F2", "#DDEBF7"
@@ -39,8 +39,6 @@ DATE_RANGE = (dt.date(2000, 1, 1), dt.date(2100, 12, 31))
 _FONT = {"font_name": "Times New Roman", "font_size": 12, "valign": "vcenter"}
 _PROTECT = {"format_columns": True, "format_rows": True, "select_locked_cells": True,
             "select_unlocked_cells": True}
-_WB_OPTIONS = {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False,
-               "in_memory": True, "remove_timezone": True}
 _PORTRAIT_CHARS = 100  # wider sheets (in column-width units) print landscape
 
 
@@ -66,18 +64,6 @@ def is_input(field: Field, *, blank: bool) -> bool:
     if field.total_of:
         return False
     return field.role not in IDENTITY_ROLES or (blank and field.role in ("unit_code", "unit_name"))
-
-
-def _is_blank(v: object) -> bool:
-    return v is None or v is pd.NaT or (isinstance(v, float) and not math.isfinite(v))
-
-
-def _is_number(v: object) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and not _is_blank(v)
-
-
-def _quote(sheet: str) -> str:
-    return "'" + sheet.replace("'", "''") + "'"
 
 
 def _col(letter: str) -> int:
@@ -142,7 +128,7 @@ class _Styles:
 
 def _write_value(ws, r: int, c: int, v: object, st: _Styles, props: dict) -> None:
     """Write a ward's value with the typed call that keeps its type; text stays text."""
-    if _is_blank(v):
+    if is_blank(v):
         ws.write_blank(r, c, None, st(**props))
     elif isinstance(v, bool):
         ws.write_boolean(r, c, v, st(**props))
@@ -155,12 +141,8 @@ def _write_value(ws, r: int, c: int, v: object, st: _Styles, props: dict) -> Non
 
 
 def _height(*cells: tuple[str, float], minimum: float = 18) -> float:
-    """Row height (points) for texts wrapped in columns of the given widths.
-
-    Set explicitly because LibreOffice keeps an xlsx row's height as written: wrapped text would overlap.
-    """
-    lines = max((math.ceil(len(text) * 0.8 / width) for text, width in cells if text), default=1)
-    return max(minimum, 16 * lines + 3)
+    """Row height (points) for texts at 12 points wrapped in columns of the given widths."""
+    return row_height(list(cells), size=12, minimum=minimum)
 
 
 def _merge(ws, r1: int, c1: int, r2: int, c2: int, text: str, fmt) -> None:
@@ -172,15 +154,8 @@ def _merge(ws, r1: int, c1: int, r2: int, c2: int, text: str, fmt) -> None:
 
 def _page(ws, last_row: int, last_col: int, width: float, repeat: tuple[int, int] | None = None) -> None:
     """A4, fit to one page wide, print area without hidden helper columns, sheet protected."""
-    ws.set_paper(9)
-    ws.set_landscape() if width > _PORTRAIT_CHARS else ws.set_portrait()
-    ws.fit_to_pages(1, 0)
-    ws.set_margins(left=0.6, right=0.5, top=0.6, bottom=0.7)
-    ws.center_horizontally()
-    ws.set_footer("&C&9Trang &P/&N")
-    ws.print_area(0, 0, last_row, last_col)
-    if repeat:
-        ws.repeat_rows(*repeat)
+    page_setup(ws, landscape=width > _PORTRAIT_CHARS, margins=(0.6, 0.5, 0.6, 0.7), center=True,
+               print_area=(last_row, last_col), repeat=repeat)
     ws.protect("", _PROTECT)
 
 
@@ -233,7 +208,7 @@ class _Renderer:
         elif f.total_of:
             ws.write_formula(r, c, self.d.total_formula(f.id),
                              self.st(**base, bold=True, bg_color=fill or LOCKED_FILL),
-                             v if _is_number(v) else "")
+                             v if is_number(v) else "")
         elif is_input(f, blank=self.blank):
             props = base | {"bg_color": fill or INPUT_FILL, "locked": False}
             if f.lines > 1:
@@ -402,7 +377,7 @@ class _Renderer:
         ws.write_string(r, 0, "CÁC TRANG CỦA BÁO CÁO", bold)
         link = self.st(font_color="#0563C1", underline=1)
         for j, s in enumerate(self.d.sheets, 1):
-            ws.write_url(r + j, 1, f"internal:{_quote(s.name)}!A1", link, f"{s.name}: {s.title}")
+            ws.write_url(r + j, 1, f"internal:{quote_sheet(s.name)}!A1", link, f"{s.name}: {s.title}")
         _page(ws, r + len(self.d.sheets), 1, 96)
 
     def feedback(self, findings: pd.DataFrame, changes: tuple[str, list[tuple]] | None = None) -> None:
@@ -443,7 +418,7 @@ class _Renderer:
                                                                            _shown(rec.get("cell")))
             ws.write_string(r, 1, sheet, wrap)
             if cell and sheet in sheets:
-                ws.write_url(r, 2, f"internal:{_quote(sheet)}!{cell}", link, cell, f"Đến ô {cell}")
+                ws.write_url(r, 2, f"internal:{quote_sheet(sheet)}!{cell}", link, cell, f"Đến ô {cell}")
             else:
                 ws.write_string(r, 2, cell, text)
             ws.write_string(r, 3, _shown(rec.get("message")), wrap)
@@ -472,7 +447,7 @@ class _Renderer:
             ws.write_blank(i, 0, None, wrap)
             ws.write_string(i, 1, str(sheet), wrap)
             if cell and sheet in sheets:
-                ws.write_url(i, 2, f"internal:{_quote(sheet)}!{cell}", link, cell, f"Đến ô {cell}")
+                ws.write_url(i, 2, f"internal:{quote_sheet(sheet)}!{cell}", link, cell, f"Đến ô {cell}")
             else:
                 ws.write_string(i, 2, str(cell), wrap)
             for c, text in ((3, label), (4, before), (5, after)):
@@ -494,7 +469,7 @@ class _Renderer:
 
 def _shown(v: object) -> str:
     """A finding's value as text, numbers written the Vietnamese way (828, 2.379, 785,87)."""
-    return "" if _is_blank(v) else show(v)
+    return "" if is_blank(v) else show(v)
 
 
 def render_workbook(definition: Definition, path: Path | str | IO[bytes], *, period: str,
@@ -513,7 +488,7 @@ def render_workbook(definition: Definition, path: Path | str | IO[bytes], *, per
     check_period(period)
 
     def _write(target) -> None:
-        wb = xlsxwriter.Workbook(target, _WB_OPTIONS)
+        wb = xlsxwriter.Workbook(target, WORKBOOK_OPTIONS)
         office = definition.office.short
         wb.set_properties({"title": definition.title, "author": office, "company": office})
         r = _Renderer(definition, wb, period, unit, values, marks)

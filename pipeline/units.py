@@ -241,9 +241,3 @@ def _restore_zeros(codes: pd.Series, least: int) -> tuple[pd.Series, list[int]]:
         return codes, []
     short = codes.isin(list(padded))
     return codes.replace(padded), codes.index[short].tolist()
-
-
-def match_unit(units: pd.DataFrame, name: str) -> pd.Series | None:
-    """The unit whose folded name equals that of `name` ("P. Đức Chính", "Duc Chinh"), or None."""
-    hit = units[units["key"] == unit_key(name)]
-    return hit.iloc[0] if len(hit) == 1 else None

@@ -109,17 +109,14 @@ class Package:
             _write(target)
 
 
-def replace_row(sheet_xml: str, row: int, new_rows: str, dimension: str | None = None) -> str:
-    """Put `new_rows` (row elements) in place of row `row` (1-based) of a worksheet's XML; optionally set
-    the sheet's dimension (e.g. "A1:H700"). Raises ValueError when the row is not there."""
+def replace_row(sheet_xml: str, row: int, new_rows: str) -> str:
+    """Put `new_rows` (row elements) in place of row `row` (1-based) of a worksheet's XML. Raises
+    ValueError when the row is not there."""
     start = sheet_xml.find(f'<row r="{row}"')
     end = sheet_xml.find("</row>", start) + len("</row>") if start >= 0 else -1
     if start < 0 or end < len("</row>"):
         raise ValueError(f"worksheet has no row {row} to replace")
-    out = sheet_xml[:start] + new_rows + sheet_xml[end:]
-    if dimension is not None:
-        out = re.sub(r'<dimension ref="[^"]*"/>', f'<dimension ref="{dimension}"/>', out, count=1)
-    return out
+    return sheet_xml[:start] + new_rows + sheet_xml[end:]
 
 
 def row_styles(sheet_xml: str, row: int) -> dict[str, str]:
