@@ -17,6 +17,7 @@ from pipeline.definition import (
 )
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_OUTPUT = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a program stopped by Ctrl-C
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -201,6 +202,29 @@ COMMANDS = {"templates": cmd_templates, "check": cmd_check, "consolidate": cmd_c
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; Ctrl-C stops it with one line (exit 130), whatever it was doing."""
+    import signal
+
+    def interrupt(signum, frame):  # the first Ctrl-C stops the command; more would only cut its cleanup
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    try:
+        before = signal.signal(signal.SIGINT, interrupt)
+    except ValueError:  # not the main thread (a test): Python's own handling stays
+        before = None
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("Đã dừng theo yêu cầu (Ctrl-C). Không có tệp nào bị ghi dở; "
+              "kết quả lần chạy trước vẫn giữ nguyên.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGINT, before)
+
+
+def _main(argv: list[str] | None) -> int:
     import logging
 
     # developer detail goes to the run's log file (consolidate), never to an officer's terminal

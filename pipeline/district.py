@@ -26,6 +26,7 @@ from pipeline import xlsx_patch
 from pipeline.atomic import atomic_path
 from pipeline.consolidate import STATUS_ERRORS, STATUS_MISSING, STATUS_OK, STATUS_UNREADABLE
 from pipeline.findings import SEVERITY_ORDER, show
+from pipeline.guard import OUTPUT_PROPERTY
 from pipeline.worksheet import Worksheet
 
 SHEETS = ("Tổng hợp", "Theo đơn vị", "Lỗi và cảnh báo", "Tình hình nộp báo cáo", "Dữ liệu")
@@ -210,6 +211,7 @@ def write_district_workbook(path: Path, definition, *, district: Mapping, period
         wb = xlsxwriter.Workbook(str(tmp) if large else packed, options)
         wb.set_properties({"title": f"{definition.title} – {district['district_name']}", "subject": label,
                            "author": "Phòng GD&ĐT"})
+        wb.set_custom_property(OUTPUT_PROPERTY, "district")  # never read back as a submission
         book = _Book(wb, header, splice=not large)
         activities = _summary(book, definition, district, label, run_date, units, district_values, choices)
         _by_unit(book, definition, units, figures, activities)

@@ -1289,7 +1289,7 @@ def _other(head: bytes) -> None:
             or (head[:2] == b"BM" and head[6:10] == b"\0\0\0\0"):
         raise _Stop(Problem("file-not-workbook", "tệp ảnh"))
     if len(head) >= 4 and struct.unpack_from("<H", head)[0] in _BOFS:
-        raise _Stop(Problem("file-needs-resave", "bảng tính Excel 2.x–4.x, một định dạng quá cũ"))
+        raise _Stop(Problem("file-needs-resave", "bảng tính Excel 2.x–4.x (định dạng rất cũ)"))
     text = _as_text(head)
     if text is None:
         raise _Stop(Problem("file-not-workbook", "không nhận ra định dạng tệp"))

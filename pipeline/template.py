@@ -26,6 +26,7 @@ from xlsxwriter.utility import xl_cell_to_rowcol
 from pipeline.atomic import atomic_path
 from pipeline.definition import META_KEYS, META_SHEET, Definition, Field, Sheet, check_period
 from pipeline.findings import show
+from pipeline.guard import OUTPUT_PROPERTY
 from pipeline.worksheet import Worksheet
 
 AUTHOR = "Phòng GD&ĐT"
@@ -496,6 +497,8 @@ def render_workbook(definition: Definition, path: Path | str | IO[bytes], *, per
     def _write(target) -> None:
         wb = xlsxwriter.Workbook(target, _WB_OPTIONS)
         wb.set_properties({"title": definition.title, "author": AUTHOR, "company": AUTHOR})
+        if findings is not None:  # a feedback workbook: never read back as a submission until a ward saves it
+            wb.set_custom_property(OUTPUT_PROPERTY, "feedback")
         r = _Renderer(definition, wb, period, unit, values, marks)
         if findings is not None:
             r.feedback(findings)
