@@ -332,7 +332,9 @@ def test_two_readers_share_the_files_and_each_file_keeps_its_own_result(tmp_path
     households = result.values[result.values["field"] == "households"].set_index("submission")["value"]
     for sub, code in subs["unit_code"].items():
         assert households[sub] == plausible(code)["households"]
-    assert len(streams) == 2 and all(streams)  # both readers took files
+    # two readers were started and every file was read once, by one of them (how the files were
+    # shared between them depends on which was quicker: not tested)
+    assert len(streams) == 2
     assert sorted(name for stream in streams for name in stream) == sorted(p.name for p in paths)
 
 
