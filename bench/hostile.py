@@ -5,9 +5,10 @@
 
 1. Writes the crafted files of issue 13 into <out>/crafted/, each built from a valid submission of
    the current template (never timed): text amplification (1,000,000 cells naming one 32,000-character
-   shared string, 2 MB; and a 200,000-cell variant), far cells hidden from patterns (a second r, a ">"
-   in another attribute, a non-ASCII prefix), an ODS repeat count "+16384", 12 sheets of 1,000,000
-   empty cells, 7 sheets of 1,000,000 valued cells within the limits, a DOCTYPE entity bomb.
+   shared string, 2 MB; one with 980,000 within the limits, one with 200,000), far cells hidden from
+   patterns (a second r, a ">" in another attribute, a non-ASCII prefix), an ODS repeat count
+   "+10000", 12 sheets of 1,000,000 empty cells, 7 sheets of 1,000,000 valued cells within the
+   limits, a DOCTYPE entity bomb; and 980,000 numbers within the limits, which is read.
 2. Runs `tonghop check` on each under `/usr/bin/time -v` (wall time; maximum RSS of the largest
    process) while sampling the RSS and PSS of the whole process tree.
 3. Runs `tonghop consolidate --no-feedback` on an inbox of `--good` good files (taken from the
@@ -78,10 +79,10 @@ def _sheet_of(members: dict, title: str) -> str:
     return "xl/" + re.search(r'Target="([^"]+)"', tag).group(1)
 
 
-def _grid(rows: int, cols: int, cell: str) -> bytes:
-    """rows x cols cells (from row 101), `cell` with {ref} for the reference."""
+def _grid(rows: int, cols: int, cell: str, first: int = 101) -> bytes:
+    """rows x cols cells from row `first`, `cell` with {ref} for the reference."""
     out = io.StringIO()
-    for r in range(101, 101 + rows):
+    for r in range(first, first + rows):
         out.write(f'<row r="{r}">')
         out.write("".join(cell.format(ref=f"{_col(c)}{r}") for c in range(1, cols + 1)))
         out.write("</row>")
@@ -93,14 +94,14 @@ def craft(folder: Path) -> dict[str, Path]:
     base = _submission()
     files: dict[str, Path] = {}
 
-    def amplified(cells: int):
+    def amplified(cells: int, first: int = 101):
         def change(members):
             sst = members["xl/sharedStrings.xml"]
             index = sst.count(b"<si>")
             long = b"<si><t>" + b"x" * 32_000 + b"</t></si></sst>"
             members["xl/sharedStrings.xml"] = sst.replace(b"</sst>", long)
             sheet = _sheet_of(members, "Thông tin chung")
-            grid = _grid(cells // 200, 200, f'<c r="{{ref}}" t="s"><v>{index}</v></c>')
+            grid = _grid(cells // 200, 200, f'<c r="{{ref}}" t="s"><v>{index}</v></c>', first)
             members[sheet] = members[sheet].replace(b"</sheetData>", grid + b"</sheetData>", 1)
         return change
 
@@ -113,11 +114,17 @@ def craft(folder: Path) -> dict[str, Path]:
 
     def sheets(count: int, cell: str):
         def change(members):
-            grid = _grid(5000, 200, cell)  # 1,000,000 cells, all within the limits
+            grid = _grid(5000, 200, cell, 1)  # 1,000,000 cells, all within the limits
             data = f'<worksheet xmlns="{MAIN_NS}"><sheetData>'.encode() + grid + b"</sheetData></worksheet>"
             for k in range(count):
                 members[f"xl/worksheets/extra{k}.xml"] = data
         return change
+
+    def valued_inside(members):
+        """980,000 numbers in "Thông tin chung", all within the limits: accepted, and read."""
+        sheet = _sheet_of(members, "Thông tin chung")
+        grid = _grid(4900, 200, '<c r="{ref}"><v>1</v></c>')
+        members[sheet] = members[sheet].replace(b"</sheetData>", grid + b"</sheetData>", 1)
 
     def bomb(members):
         entities = "".join(f'<!ENTITY {n} "{("&" + p + ";") * 10}">'
@@ -127,7 +134,8 @@ def craft(folder: Path) -> dict[str, Path]:
         head, sep, rest = sst.partition("?>")
         members["xl/sharedStrings.xml"] = (head + sep + dtd + rest.replace("<t>", "<t>&i;", 1)).encode()
 
-    files["amplified-1M"] = _variant(base, folder / "amplified-1M.xlsx", amplified(1_000_000))
+    files["amplified-1M"] = _variant(base, folder / "amplified-1M.xlsx", amplified(1_000_000))  # to row 5100
+    files["amplified-980k"] = _variant(base, folder / "amplified-980k.xlsx", amplified(980_000))  # within
     files["amplified-200k"] = _variant(base, folder / "amplified-200k.xlsx", amplified(200_000))
     files["far-second-r"] = _variant(base, folder / "far-second-r.xlsx",
                                      far('<c r="A2500" r="XFD2500"><v>1</v></c>'))
@@ -135,7 +143,8 @@ def craft(folder: Path) -> dict[str, Path]:
                                        far('<c s=">" r="XFD2500"><v>1</v></c>'))
     files["far-prefix"] = _variant(base, folder / "far-prefix.xlsx", far(
         f'<ư:c xmlns:ư="{MAIN_NS}" r="XFD2500"><ư:v>1</ư:v></ư:c>'))
-    files["empty-12x1M"] = _variant(base, folder / "empty-12x1M.xlsx", sheets(12, '<c r="{ref}" s="1"/>'))
+    files["valued-980k-read"] = _variant(base, folder / "valued-980k-read.xlsx", valued_inside)  # accepted
+    files["empty-12x1M"] = _variant(base, folder / "empty-12x1M.xlsx", sheets(12, '<c r="{ref}"/>'))
     files["valued-7x1M"] = _variant(base, folder / "valued-7x1M.xlsx", sheets(7, '<c r="{ref}"><v>1</v></c>'))
     files["entity-bomb"] = _variant(base, folder / "entity-bomb.xlsx", bomb)
     ods = folder / "ods-plus-repeat.ods"
