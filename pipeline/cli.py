@@ -546,6 +546,29 @@ def _forgiving_streams() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; Ctrl-C stops it with one line (exit 130), whatever it was doing."""
+    import signal
+
+    def interrupt(signum, frame):  # the first Ctrl-C stops the command; more would only cut its cleanup
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    try:
+        before = signal.signal(signal.SIGINT, interrupt)
+    except ValueError:  # not the main thread (a test): Python's own handling stays
+        before = None
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("Đã dừng theo yêu cầu (Ctrl-C). Không có tệp nào bị ghi dở; "
+              "kết quả lần chạy trước vẫn giữ nguyên.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGINT, before)
+
+
+def _main(argv: list[str] | None) -> int:
     import logging
 
     _forgiving_streams()

@@ -25,6 +25,7 @@ from pipeline import xlsx_patch
 from pipeline.atomic import atomic_path
 from pipeline.consolidate import RECEIVED, STATUS_ERRORS, STATUS_MISSING, STATUS_OK, STATUS_WRONG_PERIOD
 from pipeline.findings import SEVERITY_ORDER, SEVERITY_VN, show
+from pipeline.guard import OUTPUT_PROPERTY
 from pipeline.outputs import VALUES_HEADERS, unit_of_measure
 from pipeline.periods import ON_TIME
 from pipeline.text import place_name
@@ -206,6 +207,7 @@ def write_district_workbook(path: Path, definition, *, district: Mapping, period
         wb = xlsxwriter.Workbook(str(tmp) if large else packed, options)
         wb.set_properties({"title": f"{definition.title} – {district['district_name']}", "subject": label,
                            "author": definition.office.short})
+        wb.set_custom_property(OUTPUT_PROPERTY, "district")  # never read back as a submission
         book = _Book(wb, header, splice=not large)
         rows = _summary(book, definition, district, period, run_date, units, district_values, choices, sample,
                         run_label)

@@ -261,8 +261,9 @@ def record_run(
 ) -> int | None:
     """Record the run in the store (one transaction); returns its run_id, or None without a store.
 
-    `books` are (sha256, path) of every spreadsheet file of the inbox and `names` their names; `subs`
-    the submissions (with sha256, path, chosen...), `status` from `statuses`."""
+    `books` are (sha256, or None for a file refused unread; path) of every spreadsheet file of the
+    inbox and `names` their names; `subs` the submissions (with sha256, path, chosen...), `status`
+    from `statuses`."""
     if hist.store is None:
         return None
     errors, warnings = _counts(findings, "submission")
@@ -294,6 +295,8 @@ def record_run(
     )
     sizes = []
     for sha, path in books:
+        if not isinstance(sha, str):  # refused by the pre-scan: never read, never hashed
+            continue
         try:
             sizes.append((sha, path.stat().st_size))
         except OSError:

@@ -4,14 +4,19 @@ A reader fed an untrusted file can abort the whole process (python-calamine allo
 a crafted sheet and Rust aborts on the failed allocation), hang, or eat all memory. `map_isolated`
 runs `func(item)` for each item in ONE long-lived worker process, so such a file costs only itself:
 
-- the worker's address space is capped (RLIMIT_AS, Linux) at what it already maps + `memory_mb`, so
-  a runaway allocation fails (MemoryError, or an abort) instead of taking the machine;
+- the worker's address space is capped (RLIMIT_AS) at what it already maps + `memory_mb`, so a
+  runaway allocation fails (MemoryError, or an abort) instead of taking the machine; where there is
+  no `resource` module (Windows), a watchdog thread in the worker ends it once its memory passes the
+  same bound (said once in the log);
 - an item that runs longer than `timeout` seconds gets Failure("file-timeout"), the worker is killed
   and a new one carries on with the remaining items;
 - a worker that dies (any signal or exit) gives its current item Failure("file-unreadable") and a new
   one carries on;
 - an exception raised by `func`, BaseException included (pyo3's PanicException derives from it),
-  comes back as Failure("file-unreadable", short repr).
+  comes back as Failure("file-unreadable", a Vietnamese detail), its text in `Failure.cause` for
+  the log;
+- the worker ignores Ctrl-C (the supervisor handles it) and dies with the supervisor, even after a
+  kill -9 of it (PR_SET_PDEATHSIG on Linux, else a thread watching the parent).
 
 Results come back in input order. Items travel in batches; the worker counts each finished item in
 shared memory (no system call) and sends results in groups, so the overhead per item is a few
@@ -36,7 +41,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
@@ -46,12 +51,21 @@ log = logging.getLogger("tonghop")
 
 CRASHED = "chương trình đọc tệp bị dừng đột ngột"
 OUT_OF_MEMORY = "tệp cần quá nhiều bộ nhớ để đọc"
+DAMAGED = "cấu trúc bên trong tệp không hợp lệ"
+# what a reader's exception says about the file, by the exception's class name (python-calamine's)
+_DETAILS = {
+    "XmlError": "nội dung XML bên trong tệp bị hỏng",
+    "ZipError": "tệp nén bị hỏng",
+    "PasswordError": "tệp được bảo vệ bằng mật khẩu",
+    "WorksheetNotFound": "tệp thiếu một trang mà chính nó khai báo",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Failure:
     rule: str  # "file-unreadable" or "file-timeout"
-    detail: str
+    detail: str  # Vietnamese, for the finding's message
+    cause: str = field(default="", compare=False)  # what went wrong, in the program's words: for the log
 
 
 def map_inline(func: Callable[[Any], Any], items: Iterable) -> Iterator[tuple[Any, Any]]:
@@ -117,10 +131,11 @@ _FLUSH_EVERY = 0.05  # seconds: the worker sends finished results at least this 
 
 
 def _failure(exc: BaseException) -> Failure:
-    if isinstance(exc, MemoryError):
-        return Failure("file-unreadable", OUT_OF_MEMORY)
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return Failure("file-unreadable", text if len(text) <= 200 else text[:197] + "...")
+    cause = text if len(text) <= 300 else text[:297] + "..."
+    if isinstance(exc, MemoryError):
+        return Failure("file-unreadable", OUT_OF_MEMORY, cause)
+    return Failure("file-unreadable", _DETAILS.get(type(exc).__name__, DAMAGED), cause)
 
 
 def _context():
@@ -153,18 +168,20 @@ class _Worker:
         if self.errfile is not None:  # forked: keep the child's collector off the pages it shares with us
             gc.freeze()
         try:
-            self.process.start()
+            with interrupts_ignored():  # a Ctrl-C now must not reach the child before it ignores them
+                self.process.start()
         finally:
             if self.errfile is not None:
                 gc.unfreeze()
         child.close()  # else the parent's copy would keep the pipe open after the worker dies
-        ready = False
+        hello = None
         if self.conn.poll(max(60.0, timeout)):
             with contextlib.suppress(EOFError, OSError):
-                ready = self.conn.recv() == "ready"
-        if not ready:
+                hello = self.conn.recv()
+        if not (isinstance(hello, tuple) and hello[0] == "ready"):
             self.stop()
             raise RuntimeError("the reader worker process could not start")
+        _say_memory_cap(hello[1], memory_mb)
 
     def offer(self, entries: list[list]) -> None:
         """Send these queue entries' items, unless that could block: then they wait for an idle worker.
@@ -230,9 +247,10 @@ class _Worker:
             log.warning("reading %s took more than %gs: stopped", entry[0], self.timeout)
             entry[1] = Failure("file-timeout", f"{self.timeout:g} giây".replace(".", ","))
         else:
-            log.warning("reader died on %s (%s)%s", entry[0], _exit_text(self.process.exitcode),
-                        self.stderr_tail())
-            entry[1] = Failure("file-unreadable", CRASHED)
+            code = self.process.exitcode
+            log.warning("reader died on %s (%s)%s", entry[0], _exit_text(code), self.stderr_tail())
+            entry[1] = Failure("file-unreadable", OUT_OF_MEMORY if code == _OUT_OF_MEMORY_EXIT else CRASHED,
+                               _exit_text(code))
         return False
 
     def stderr_tail(self) -> str:
@@ -278,18 +296,17 @@ def _exit_text(code: int | None) -> str:
 def _worker_main(conn, func: Callable, memory_mb: int, errfile, progress) -> None:
     """The worker's loop: receive a batch (None: stop), run func on each item, count it in
     `progress`, and send the results (or Failures) in order: in groups, at least every 50 ms."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
-    _die_with_parent()
+    become_worker()
     if errfile is not None:
         with contextlib.suppress(Exception):  # cosmetic: never a reason for the worker not to start
             os.dup2(errfile.fileno(), 2)
             if faulthandler.is_enabled():  # it writes to its own copy of the old stderr: follow fd 2
                 faulthandler.enable(file=2)  # a number: sys.stderr may be a capture with no fd
-    _limit_memory(memory_mb)
+    cap = _limit_memory(memory_mb)
     outbox = _Outbox(conn, progress)
     # without it, results of quick items finished just before a slow one would wait for that one
     threading.Thread(target=outbox.flush_every, args=(_FLUSH_EVERY,), daemon=True).start()
-    conn.send("ready")
+    conn.send(("ready", cap))
     while True:
         try:
             items = conn.recv()
@@ -348,30 +365,146 @@ def _send_results(conn, results: list) -> None:
         conn.send(safe)
 
 
+def become_worker() -> None:
+    """Make this (child) process a worker: Ctrl-C is the parent's to handle, and the process ends
+    when its parent does, however the parent ends (kill -9 included)."""
+    with contextlib.suppress(ValueError, OSError):  # (only possible in a main thread)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+
+
+@contextlib.contextmanager
+def interrupts_ignored():
+    """Ignore Ctrl-C while the block starts child processes: they inherit the ignoring (a spawned
+    Python keeps SIGINT ignored too), so none can die of a KeyboardInterrupt before it has set its own
+    handling. A Ctrl-C pressed meanwhile is lost. Does nothing outside the main thread."""
+    try:
+        before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def _die_with_parent() -> None:
-    """Linux: have the kernel kill this worker if the supervisor dies (else a hung read is orphaned)."""
+    """End this process when its parent ends: on Linux the kernel does it (PR_SET_PDEATHSIG); a thread
+    also watches the parent (its sentinel where multiprocessing gives one, and a change of parent
+    process id), for other systems and for a parent thread that is gone before the process."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             import ctypes
 
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    parent = multiprocessing.parent_process()
+    sentinel = parent.sentinel if parent is not None else None
+    threading.Thread(target=_watch_parent, args=(os.getppid(), sentinel), daemon=True,
+                     name="tonghop-parent-watch").start()
 
 
-def _limit_memory(memory_mb: int) -> None:
-    """Cap the address space at what this process maps now plus `memory_mb` (Linux; elsewhere no-op).
+def _watch_parent(ppid: int, sentinel) -> None:
+    """Exit at once when the parent is gone. A forked sibling may hold the sentinel's pipe open,
+    so the parent id is checked too (POSIX re-parents an orphan)."""
+    from multiprocessing.connection import wait
+
+    while True:
+        if sentinel is not None:
+            with contextlib.suppress(OSError, ValueError):
+                if wait([sentinel], timeout=1.0):
+                    os._exit(_ORPHAN_EXIT)
+        else:
+            time.sleep(1.0)
+        if os.name == "posix" and os.getppid() != ppid:
+            os._exit(_ORPHAN_EXIT)
+
+
+_ORPHAN_EXIT = 70
+_OUT_OF_MEMORY_EXIT = 71
+_WATCHDOG_EVERY = 0.02  # seconds between two looks at the worker's memory (fallback cap)
+
+
+def _limit_memory(memory_mb: int) -> str:
+    """Cap the address space at what this process maps now plus `memory_mb`. Returns how: "rlimit"
+    (RLIMIT_AS), "watchdog" (no `resource` module: a thread ends the process with exit code
+    _OUT_OF_MEMORY_EXIT once its memory passes the bound) or "none" (neither is possible here).
 
     Relative, not absolute: a worker forked from a parent that imported pandas already maps a few
     hundred MB of address space (thread stacks, arenas), none of it used by the reader.
     """
     try:
         import resource
+    except ImportError:
+        resource = None
+    size = _memory_size()
+    if resource is not None and size is not None:
+        try:
+            limit = size + memory_mb * 2**20
+            _, hard = resource.getrlimit(resource.RLIMIT_AS)
+            if hard != resource.RLIM_INFINITY:
+                limit = min(limit, hard)
+            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+            return "rlimit"
+        except (OSError, ValueError):
+            pass
+    if size is None:
+        return "none"
+    bound = size + memory_mb * 2**20
 
+    def watch() -> None:
+        while True:
+            now = _memory_size()
+            if now is not None and now > bound:
+                with contextlib.suppress(OSError):
+                    os.write(2, b"tonghop reader: memory allocation over the cap\n")
+                os._exit(_OUT_OF_MEMORY_EXIT)
+            time.sleep(_WATCHDOG_EVERY)
+
+    threading.Thread(target=watch, daemon=True, name="tonghop-memory-watch").start()
+    return "watchdog"
+
+
+def _memory_size() -> int | None:
+    """This process's memory in bytes as the cap counts it: its address space on Linux (what
+    RLIMIT_AS limits), its committed memory on Windows; None where it cannot be read."""
+    try:
         with open("/proc/self/statm") as f:
-            mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-        limit = mapped + memory_mb * 2**20
-        _, hard = resource.getrlimit(resource.RLIMIT_AS)
-        if hard != resource.RLIM_INFINITY:
-            limit = min(limit, hard)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    except (ImportError, OSError, ValueError):
+            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
         pass
+    if sys.platform == "win32":
+        with contextlib.suppress(Exception):
+            import ctypes
+            from ctypes import wintypes
+
+            class Counters(ctypes.Structure):
+                _fields_ = [("cb", wintypes.DWORD), ("PageFaultCount", wintypes.DWORD)] + [
+                    (name, ctypes.c_size_t) for name in (
+                        "PeakWorkingSetSize", "WorkingSetSize", "QuotaPeakPagedPoolUsage",
+                        "QuotaPagedPoolUsage", "QuotaPeakNonPagedPoolUsage", "QuotaNonPagedPoolUsage",
+                        "PagefileUsage", "PeakPagefileUsage", "PrivateUsage")]
+
+            counters = Counters()
+            counters.cb = ctypes.sizeof(counters)
+            process = ctypes.windll.kernel32.GetCurrentProcess()
+            if ctypes.windll.psapi.GetProcessMemoryInfo(process, ctypes.byref(counters), counters.cb):
+                return int(counters.PrivateUsage)
+    return None
+
+
+_SAID: set[str] = set()
+
+
+def _say_memory_cap(how: str, memory_mb: int) -> None:
+    """Log, once per process and kind, that the readers' memory cap is not the address-space limit."""
+    if how == "rlimit" or how in _SAID:
+        return
+    _SAID.add(how)
+    if how == "watchdog":
+        log.warning("reader memory cap: no 'resource' module here; a watchdog thread ends a reader whose "
+                    "memory passes %d MB more than at its start (a burst between two looks may pass it)",
+                    memory_mb)
+    else:
+        log.warning("reader memory cap: not available on this system; readers run without one (the "
+                    "pre-scan's limits still bound what a file may ask)")

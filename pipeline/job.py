@@ -1,8 +1,10 @@
 """The district's job: every workbook of an inbox in, the district workbooks and feedback out.
 
-`consolidate_inbox(...)` discovers files, runs `check_files`, resolves resubmissions, consolidates
-and writes every output atomically under `<out>/<period>/`, holding a lock so that two runs never
-write the same folder. Returns a `Summary`; progress goes through `on_progress(stage, done, total)`.
+`consolidate_inbox(...)` takes in the inbox (pipeline.inbox), runs `check_files`, resolves
+resubmissions, consolidates and writes every output into the staging folder of pipeline.outbox,
+which swaps it in for `<out>/<period>/` (a lock keeps two runs from writing the same folder). The
+feedback and district workbooks are written by the process pool of pipeline.pool. Returns a
+`Summary`; progress goes through `on_progress(stage, done, total)`.
 """
 
 from __future__ import annotations
@@ -10,19 +12,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gc
-import hashlib
 import logging
-import os
-import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from filelock import FileLock, Timeout
 
 from pipeline import __version__, history_steps
 from pipeline.consolidate import (
@@ -36,6 +33,8 @@ from pipeline.definition import IDENTITY_ROLES, Definition
 from pipeline.feedback import shown_values
 from pipeline.findings import make_findings, sort_findings
 from pipeline.history import RunHistory
+from pipeline.inbox import WORKBOOK_SUFFIXES, discover, take_in
+from pipeline.outbox import OutputError, RunError, open_outbox
 from pipeline.outputs import (
     FINDINGS_HEADERS,
     VALUES_COLUMNS,
@@ -51,17 +50,15 @@ from pipeline.outputs import (
 )
 from pipeline.peers import add_peer_findings
 from pipeline.periods import load_deadlines
+from pipeline.pool import SHARED, run_tasks
 from pipeline.province import write_provinces
 from pipeline.run import Options, check_files
 from pipeline.store import now as store_now
 from pipeline.text import per_distinct, slug
 
-WORKBOOK_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".ods", ".xlsb"}
+__all__ = ["WORKBOOK_SUFFIXES", "OutputError", "RunError", "Summary", "consolidate_inbox", "discover"]
+
 log = logging.getLogger("tonghop")
-
-
-class OutputError(Exception):
-    """The output folder cannot be written (read-only, full, locked by another run)."""
 
 
 @dataclass
@@ -99,21 +96,6 @@ class Summary:
         return bool(self.self_test) or self.no_file_of_period
 
 
-def discover(inbox: Path) -> tuple[list[str], list[str]]:
-    """Every file under `inbox` (subfolders too, not through links to folders) as paths relative to it,
-    sorted: (workbook-like files, other files). Lock files of office programs are left out."""
-    found = []
-    for root, _, files in os.walk(inbox):  # about 7x faster than Path.rglob over 10,000 files
-        rel = os.path.relpath(root, inbox)
-        for name in files:
-            if not name.startswith((".~lock", "~$")) and os.path.isfile(os.path.join(root, name)):
-                found.append(name if rel == "." else os.path.join(rel, name))
-    found.sort()
-    books = [n for n in found if os.path.splitext(n)[1].lower() in WORKBOOK_SUFFIXES]
-    others = [n for n in found if os.path.splitext(n)[1].lower() not in WORKBOOK_SUFFIXES]
-    return books, others
-
-
 def _out_of_period(definition: Definition, findings: pd.DataFrame, subs: pd.DataFrame) -> pd.DataFrame:
     """Findings without those about the figures of files of other periods: such a file is told which
     period it carries and which template to use; its figures are not this run's business."""
@@ -138,8 +120,7 @@ def _now() -> str:
     return dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def _manifest_inputs(subs: pd.DataFrame, resub: list[dict], fingerprints: dict, books: list[Path],
-                     names: list[str]) -> list[dict]:
+def _manifest_inputs(subs: pd.DataFrame, resub: list[dict], shas: pd.Series, names: list[str]) -> list[dict]:
     """manifest.json's `inputs`: every workbook-like file with its SHA-256, unit, period and what became of
     it: chosen (its figures are this run's), superseded or duplicate (another file of the unit was
     chosen), other-period, unknown-unit, or unreadable (no values read: a finding says why)."""
@@ -151,36 +132,18 @@ def _manifest_inputs(subs: pd.DataFrame, resub: list[dict], fingerprints: dict, 
         read[row["file"]] = {"unit_code": row["unit_code"] or None, "period": row["period"] or None,
                              "status": status}
     out = []
-    for path, name in zip(books, names, strict=True):
-        item = {"file": name, "sha256": fingerprints[str(path)][0]}
+    for sha, name in zip(shas, names, strict=True):
+        item = {"file": name, "sha256": sha if isinstance(sha, str) else None}
         out.append(item | read.get(name, {"unit_code": None, "period": None, "status": "unreadable"}))
     return out
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-# What every task of a `_map` shares (the definition, the period): set once per worker process by the
-# pool's initializer, so that thousands of tasks do not each carry a pickled copy.
-_SHARED: dict = {}
-
-
-def _share(shared: dict) -> None:
-    _SHARED.clear()
-    _SHARED.update(shared)
 
 
 def _render_feedback(task: tuple) -> None:
     from pipeline.feedback import render
 
     path, unit, values, findings, changes = task
-    findings = _SHARED["no_findings"] if findings is None else findings
-    render(_SHARED["definition"], path, _SHARED["period"], unit, values, findings, changes=changes)
+    findings = SHARED["no_findings"] if findings is None else findings
+    render(SHARED["definition"], path, SHARED["period"], unit, values, findings, changes=changes)
 
 
 def write_feedback(
@@ -209,11 +172,11 @@ def write_feedback(
         rel = f"feedback/{code}-{slug(unit['unit_name'])}.xlsx"
         tasks.append((out_dir / rel, unit, shown.get(sub, {}), by_sub.get(sub), changes.get(sub)))
         links[code] = rel
-    _map(
+    run_tasks(
         _render_feedback,
         tasks,
         jobs,
-        (lambda n: on_progress("feedback", n, len(tasks))) if on_progress else None,
+        on_done=(lambda n: on_progress("feedback", n, len(tasks))) if on_progress else None,
         shared={"definition": definition, "period": period, "no_findings": findings.iloc[0:0]},
     )
     return links
@@ -242,11 +205,11 @@ def _data_sheet_values(values: pd.DataFrame) -> pd.DataFrame:
 
 
 def _write_district(code: str) -> None:
-    """Write district `code`'s workbook from the frames in `_SHARED` (inherited, not pickled, by a
+    """Write district `code`'s workbook from the frames in `SHARED` (inherited, not pickled, by a
     forked worker: each slices out its own district, so the parent prepares no task)."""
     from pipeline.district import write_district_workbook
 
-    sh = _SHARED
+    sh = SHARED
     rows = sh["rows"][code]
 
     def part(name: str) -> pd.DataFrame:
@@ -349,87 +312,8 @@ def write_districts(
         "links": links,
         "orphan": findings[dist.isna()],
     }
-    _map(_write_district, codes, jobs, meanwhile=meanwhile, shared=shared)
+    run_tasks(_write_district, codes, jobs, meanwhile=meanwhile, shared=shared)
     return [paths[code] for code in codes]
-
-
-def _map(func: Callable, tasks: list, jobs: int, on_done: Callable[[int], None] | None = None,
-         meanwhile: Callable[[], None] | None = None, shared: dict | None = None) -> None:
-    """Run func over tasks, in `jobs` forked processes when that can pay; results are files.
-
-    `shared` is put in `_SHARED` (in each worker, once). `meanwhile` runs in this process while the
-    workers are busy (with one job: before the tasks). Chunks of at most 8 tasks keep the last worker
-    from finishing long after the others."""
-    _share(shared or {})
-    try:
-        if jobs > 1 and len(tasks) > 8:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
-
-            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            gc.freeze()  # forked workers' collectors then leave the pages they share with this process alone
-            try:
-                pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_share, initargs=(shared or {},))
-                with pool:
-                    done = pool.map(func, tasks, chunksize=max(1, min(8, len(tasks) // (4 * jobs))))
-                    if meanwhile:
-                        meanwhile()
-                    for n, _ in enumerate(done, 1):
-                        if on_done:
-                            on_done(n)
-            finally:
-                gc.unfreeze()
-        else:
-            if meanwhile:
-                meanwhile()
-            for n, task in enumerate(tasks, 1):
-                func(task)
-                if on_done:
-                    on_done(n)
-    finally:
-        _SHARED.clear()  # the frames a district run shares are not kept after it
-
-
-class RunError(Exception):
-    """An unexpected failure; the traceback is in the log file named by the message."""
-
-
-def _recover(out: Path, period: str) -> None:
-    """Finish what a killed run left: put back a previous output set it had moved aside, drop partials."""
-    final = out / period
-    for old in sorted(out.glob(f".{period}.old-*")):
-        if not final.exists():
-            old.rename(final)
-        else:
-            shutil.rmtree(old, ignore_errors=True)
-    for partial in out.glob(f".{period}.partial-*"):
-        shutil.rmtree(partial, ignore_errors=True)
-
-
-def _keep_log(staging: Path, out: Path, period: str) -> Path:
-    """Keep the log of a failed run beside the outputs (the staging folder is about to go)."""
-    kept = out / f"{period}-loi.log"
-    with contextlib.suppress(OSError):
-        shutil.copyfile(staging / "tonghop.log", kept)
-    return kept
-
-
-def _swap(staging: Path, final: Path) -> None:
-    """Replace the previous outputs by the new ones with two renames on one filesystem."""
-    old = final.with_name(f".{final.name}.old-{os.getpid()}")
-    if final.exists():
-        final.rename(old)
-    staging.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _log_handler(path: Path) -> logging.Handler:
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    return handler
 
 
 @contextlib.contextmanager
@@ -469,86 +353,38 @@ def consolidate_inbox(
     `Summary.store_problem`.
     """
     t = {"start": time.perf_counter(), "started_at": _now()}
-    out = Path(out).resolve()
-    final = out / period
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(out / f".{period}.lock"), timeout=0)
-        lock.acquire()
-    except Timeout:
-        raise OutputError(
-            f"Một lần chạy khác đang ghi vào thư mục {final}. Đề nghị chờ lần chạy đó xong rồi chạy lại."
-        ) from None
-    except OSError as exc:
-        raise OutputError(f"Không ghi được vào thư mục {out}: {exc.strerror or exc}.") from None
-    staging = out / f".{period}.partial-{os.getpid()}"
-    handler = None
     hist = None
     try:
-        _recover(out, period)
-        staging.mkdir()
-        handler = _log_handler(staging / "tonghop.log")
-        log.info("tonghop %s: inbox %s, period %s", __version__, inbox, period)
-        options = options or Options(period=period)
-        hist = RunHistory(store, definition, period)  # connected once the files are read
-        units_file = units.attrs.get("source")
-        run = {"started_at": store_now(), "tool_version": __version__, "period": period,
-               "command": "consolidate", "inbox": str(Path(inbox).resolve()), "out_dir": str(out),
-               "units_file": units_file, "units_sha256": units.attrs.get("sha256"),
-               "deadline": deadline if deadline is not None else load_deadlines().for_period(period),
-               "options": {"strict": strict, "feedback": feedback, "timeout": options.timeout,
-                           "jobs": options.jobs}}
-        with _fewer_collections():
-            summary = _run(
-                inbox,
-                staging,
-                period,
-                definition,
-                units,
-                strict,
-                feedback,
-                options,
-                on_progress,
-                t,
-                hist,
-                run,
-            )
-        log.info("done: %s", summary.timings)
-        log.removeHandler(handler)
-        handler.close()
-        handler = None
-        _swap(staging, final)
-    except OSError as exc:
-        log.exception("cannot write outputs")
-        _keep_log(staging, out, period)
-        raise OutputError(f"Không ghi được kết quả vào thư mục {final}: {exc.strerror or exc}.") from None
-    except Exception:
-        log.exception("run failed")
-        raise RunError(str(_keep_log(staging, out, period))) from None
+        with open_outbox(out, period) as box:
+            log.info("tonghop %s: inbox %s, period %s", __version__, inbox, period)
+            options = options or Options(period=period)
+            hist = RunHistory(store, definition, period)  # connected once the files are read
+            run = {"started_at": store_now(), "tool_version": __version__, "period": period,
+                   "command": "consolidate", "inbox": str(Path(inbox).resolve()), "out_dir": str(box.out),
+                   "units_file": units.attrs.get("source"), "units_sha256": units.attrs.get("sha256"),
+                   "deadline": deadline if deadline is not None else load_deadlines().for_period(period),
+                   "options": {"strict": strict, "feedback": feedback, "timeout": options.timeout,
+                               "jobs": options.jobs}}
+            with _fewer_collections():
+                summary = _run(inbox, box.staging, period, definition, units, strict, feedback, options,
+                               on_progress, t, hist, run)
+            log.info("done: %s", summary.timings)
+            box.commit()
     finally:
         if hist is not None:
             hist.close()
-        if handler is not None:
-            log.removeHandler(handler)
-            handler.close()
-        shutil.rmtree(staging, ignore_errors=True)
-        lock.release()
-    summary.out_dir = final
-    summary.district_files = [final / p.name for p in summary.district_files]
-    summary.province_files = [final / p.name for p in summary.province_files]
+    summary.out_dir = box.final
+    summary.district_files = [box.final / p.name for p in summary.district_files]
+    summary.province_files = [box.final / p.name for p in summary.province_files]
     return summary
 
 
 def _run(inbox, out_dir, period, definition, units, strict, feedback, options, on_progress, t, hist,
          run) -> Summary:
-    names, others = discover(inbox)
+    intake = take_in(inbox, skip=[out_dir.parent])  # (out_dir is the staging folder in the output folder)
+    names, others = intake.books + list(intake.refused), intake.others
     books = [inbox / name for name in names]
     t["discover"] = time.perf_counter()
-    # the inputs' fingerprints and times, in a thread (hashlib and file reads let go of the GIL) while
-    # they are read
-    hasher = ThreadPoolExecutor(1, thread_name_prefix="tonghop-sha256")
-    hashing = hasher.submit(lambda: {str(p): (_sha256(p), p.stat().st_mtime) for p in books})
-    hasher.shutdown(wait=False)  # the thread ends with its one task
     result = check_files(
         books,
         definition,
@@ -556,21 +392,18 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
         names=names,
         options=options,
         on_progress=(lambda d, n: on_progress("read", d, n)) if on_progress else None,
+        refused=dict(enumerate(intake.refused.values(), len(intake.books))),
     )
     t["read+validate"] = time.perf_counter()
     hist.connect()
 
-    subs = result.submissions.copy()
-    fingerprints = hashing.result()
-    prints = [fingerprints[p] for p in subs["path"]]
-    subs["sha256"] = [sha for sha, _ in prints]
-    subs["mtime"] = [mtime for _, mtime in prints]
+    subs = result.submissions.copy()  # with the fingerprints the pre-scan took (sha256, mtime)
+    shas = result.files["sha256"]  # per file, None for those not read (refused: never hashed)
     role = definition.role("report_date")
     dates = result.values[result.values["field"] == (role.id if role else None)]
     dates = dates.set_index("submission")["text"]
     subs["report_date"] = dates.reindex(subs.index)
     # when each file reached the office: an email's date, else the first run that saw it (history store)
-    shas = pd.Series([fingerprints[str(p)][0] for p in books], dtype=object)
     received_by_file = pd.Series(history_steps.received_times(hist, shas, run["started_at"]).to_numpy(),
                                  index=names, dtype=object)
     subs["received"] = subs["file"].map(received_by_file)
@@ -659,7 +492,7 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
     run_id = history_steps.record_run(
         hist, run | {"files": len(books), "units_expected": len(cons.units), "units_received": received,
                      "errors": n_err, "warnings": n_warn},
-        books=[(fingerprints[str(p)][0], p) for p in books], names=names, subs=subs, status=status,
+        books=list(zip(shas, books, strict=True)), names=names, subs=subs, status=status,
         values=stored, findings=findings, district=cons.district, received_by_file=received_by_file,
         run_id=run_id)
     t["store"] = time.perf_counter()
@@ -674,7 +507,7 @@ def _run(inbox, out_dir, period, definition, units, strict, feedback, options, o
             "run": {"started_at": t["started_at"], "finished_at": _now()},
             "inbox": str(Path(inbox).resolve()),
             "units_file": {"path": units.attrs.get("source"), "sha256": units.attrs.get("sha256")},
-            "inputs": _manifest_inputs(subs, resub, fingerprints, books, names),
+            "inputs": _manifest_inputs(subs, resub, shas, names),
             "skipped": others,
             "counts": {
                 "files": len(books),

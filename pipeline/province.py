@@ -20,6 +20,7 @@ from pipeline.atomic import atomic_path
 from pipeline.consolidate import STATUS_MISSING
 from pipeline.definition import DISTRICT_RULES, Definition
 from pipeline.findings import make_findings, show
+from pipeline.guard import OUTPUT_PROPERTY
 from pipeline.peers import peer_findings
 from pipeline.plausibility import ratio_checks
 from pipeline.text import slug
@@ -149,6 +150,7 @@ def _write_workbook(
     flags = {(u, f): m for u, f, m in zip(found["unit_code"], found["field"], found["message"], strict=True)}
     with atomic_path(path) as tmp:
         wb = xlsxwriter.Workbook(str(tmp), WORKBOOK_OPTIONS)
+        wb.set_custom_property(OUTPUT_PROPERTY, "province")  # never read back as a submission
         fmt = {
             k: wb.add_format(_BASE | v)
             for k, v in {

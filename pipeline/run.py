@@ -11,7 +11,7 @@ import functools
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import pandas as pd
 
 from pipeline.definition import SAMPLE_KEY, Definition
 from pipeline.findings import make_findings
-from pipeline.guard import Limits, inspect_file
+from pipeline.guard import Limits, Problem, inspect_file
 from pipeline.identify import SUBMISSION_UNIT_COLUMNS, identify
 from pipeline.isolation import Failure, map_inline, map_isolated
 from pipeline.reader import RawSubmission, make_spec, read_workbook
@@ -34,7 +34,10 @@ class Options:
     period: str | None = None
     isolate: bool = True
     timeout: float = 60.0
-    memory_mb: int = 2048
+    # address space a reader worker may add to what it maps at start: reading a sheet of 980,000
+    # numbers (within every limit of the pre-scan) needs less than 256 MB; 768 keeps the process tree
+    # under 1 GiB with one reader, 2 GiB with two, whatever the files
+    memory_mb: int = 768
     jobs: int = 1  # processes writing feedback workbooks
     readers: int = 1  # supervised reader processes
     limits: Limits = field(default_factory=Limits)
@@ -42,7 +45,7 @@ class Options:
 
 @dataclass
 class Result:
-    files: pd.DataFrame  # one row per input file: file, path, kind, readable, submission
+    files: pd.DataFrame  # one row per input file: file, path, sha256 and mtime (of the bytes read, else None)
     submissions: pd.DataFrame  # indexed by submission: file, unit..., period
     values: pd.DataFrame  # tidy long frame
     findings: pd.DataFrame  # findings frame (pipeline.findings.ALL_COLUMNS)
@@ -64,17 +67,27 @@ def _interleave(streams: list[Iterator]) -> Iterator:
                 live.remove(stream)
 
 
-def _read_all(paths: Sequence[Path], spec, options: Options, on_progress) -> tuple[list, list[dict]]:
-    """Guard then read every file. Returns ([(file index, RawSubmission)], file findings).
+def _read_all(paths: Sequence[Path], spec, options: Options, on_progress,
+              refused: Mapping[int, Problem]) -> tuple[list, list[dict], list]:
+    """Pre-scan then read every file but the `refused` ones. Returns ([(file index, RawSubmission)],
+    file findings, [(sha256, mtime) of each file, ("", None) when not read]).
 
-    The guard runs here, lazily, while the reader workers read the files already passed; with
+    The pre-scan (pipeline.guard, bounded by its limits, never raising) runs here, lazily, while the
+    reader workers read the files already passed: so its time overlaps theirs (measured at 1,000
+    files: read stage 2.40 s with the scan here, 2.62 s with it in the workers); with
     `options.readers` > 1 several supervised workers share the files (each takes batches as it goes).
     """
     problems: list[dict] = []
+    prints: list[tuple[str, float | None]] = [("", None)] * len(paths)
+    for i, p in refused.items():
+        problems.append({"file_index": i, "rule": p.rule, "detail": p.detail, "sheet": p.sheet})
 
     def guarded() -> Iterator[tuple[int, Path]]:
         for i, path in enumerate(paths):
+            if i in refused:
+                continue
             verdict = inspect_file(path, options.limits)
+            prints[i] = (verdict.sha256, verdict.mtime)
             problems.extend({"file_index": i, "rule": p.rule, "detail": p.detail, "sheet": p.sheet}
                             for p in verdict.problems)
             if verdict.readable:
@@ -90,7 +103,7 @@ def _read_all(paths: Sequence[Path], spec, options: Options, on_progress) -> tup
     raws = []
     for n, ((i, path), result) in enumerate(stream, 1):
         if isinstance(result, Failure):
-            log.warning("reading %s failed: %s %s", path, result.rule, result.detail)
+            log.warning("reading %s failed: %s %s (%s)", path, result.rule, result.detail, result.cause)
             problems.append({"file_index": i, "rule": result.rule, "detail": result.detail,
                              "limit": f"{options.timeout:g}"})
         else:
@@ -101,7 +114,7 @@ def _read_all(paths: Sequence[Path], spec, options: Options, on_progress) -> tup
         on_progress(len(paths), len(paths))
     raws.sort(key=lambda r: r[0])
     problems.sort(key=lambda p: p["file_index"])
-    return raws, problems
+    return raws, problems, prints
 
 
 def _cells_frame(raws: list[tuple[int, RawSubmission]]) -> pd.DataFrame:
@@ -117,13 +130,15 @@ def check_files(
     names: Sequence[str] | None = None,
     options: Options | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    refused: Mapping[int, Problem] | None = None,
 ) -> Result:
-    """Guard, read, identify and validate `paths`; `names` are the file names shown to people."""
+    """Guard, read, identify and validate `paths`; `names` are the file names shown to people.
+    `refused` (file index -> Problem) are reported and never opened (pipeline.inbox refuses them)."""
     options = options or Options()
     names = list(names) if names is not None else [str(p) for p in paths]
     t0 = time.perf_counter()
     spec = make_spec(definition)
-    raws, file_problems = _read_all(paths, spec, options, on_progress)
+    raws, file_problems, prints = _read_all(paths, spec, options, on_progress, refused or {})
     t_read = time.perf_counter()
     # a workbook that is not the template at all gives one finding for the file and no values
     subs = []
@@ -152,7 +167,9 @@ def check_files(
         for rule, sheet, cell, fid in raw.problems
     ]
     findings = pd.concat([findings, pd.DataFrame(id_found + structural)], ignore_index=True)
-    file_df = pd.DataFrame({"file": names, "path": [str(p) for p in paths]})
+    file_df = pd.DataFrame({"file": names, "path": [str(p) for p in paths],
+                            "sha256": pd.Series([sha or None for sha, _ in prints], dtype=object),
+                            "mtime": [m for _, m in prints]})
     submissions = submissions.join(file_df, how="left")
     samples = {i for i, raw in subs if raw.meta.get(SAMPLE_KEY) == "1"}
     submissions["sample"] = submissions.index.isin(list(samples))
@@ -217,4 +234,6 @@ def _finish(
         if (not fp.empty or not f.empty)
         else pd.DataFrame()
     )
+    located = [c for c in ("sheet", "cell", "field", "unit_code", "unit_name") if c in out]
+    out[located] = out[located].astype(object).where(out[located].notna(), None)  # never "nan" in a message
     return make_findings(out, definition.rules)

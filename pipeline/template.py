@@ -25,6 +25,7 @@ from xlsxwriter.utility import xl_cell_to_rowcol
 from pipeline.atomic import atomic_path
 from pipeline.definition import IDENTITY_ROLES, META_KEYS, META_SHEET, Definition, Field, Sheet, check_period
 from pipeline.findings import SEVERITY_VN, show
+from pipeline.guard import OUTPUT_PROPERTY
 from pipeline.wording import kind_text
 from pipeline.worksheet import Worksheet
 from pipeline.xlsx import WORKBOOK_OPTIONS, is_blank, is_number, page_setup, quote_sheet, row_height
@@ -491,6 +492,8 @@ def render_workbook(definition: Definition, path: Path | str | IO[bytes], *, per
         wb = xlsxwriter.Workbook(target, WORKBOOK_OPTIONS)
         office = definition.office.short
         wb.set_properties({"title": definition.title, "author": office, "company": office})
+        if findings is not None:  # a feedback workbook: never read back as a submission until a ward saves it
+            wb.set_custom_property(OUTPUT_PROPERTY, "feedback")
         r = _Renderer(definition, wb, period, unit, values, marks)
         if findings is not None:
             r.feedback(findings, changes)

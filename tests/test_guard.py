@@ -144,8 +144,6 @@ def test_docx_renamed_xlsx(tmp_path):
     ("bao-cao.xls", b"T\xean \xf0\xf5n vi\xf2,S\xf4\xec l\xf5\xecp\n07072,12\n", "tệp văn bản/CSV"),  # cp1258
     ("bao-cao.xls", b"\xff\xfe" + "Mã\tSố\n".encode("utf-16-le"), "tệp văn bản/CSV"),
     ("bao-cao.xls", b"<html><body><table><tr><td>1</td></tr></table></body></html>", "tệp HTML (trang web)"),
-    ("bao-cao.xls", b'<?xml version="1.0"?><Workbook xmlns="urn:schemas-microsoft-com:office:spreadsheet"/>',
-     "tệp XML Excel 2003"),
     ("bao-cao.xlsx", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", "tệp ảnh"),
     ("bao-cao.xlsx", b"Rar!\x1a\x07\x01\x00", "tệp nén RAR"),
 ])
@@ -156,21 +154,17 @@ def test_not_a_workbook(tmp_path, name, content, detail):
     assert only(verdict, "file-not-workbook").detail == detail and verdict.kind == ""
 
 
-def test_other_zip_and_xlsb_are_not_workbooks(tmp_path):
+def test_other_zip_is_not_a_workbook(tmp_path):
     plain = tmp_path / "a.xlsx"
     with zipfile.ZipFile(plain, "w") as z:
         z.writestr("bao-cao.xlsx", b"PK")
     assert only(inspect_file(plain), "file-not-workbook").detail == "tệp nén .zip"
-    xlsb = tmp_path / "b.xlsx"
-    with zipfile.ZipFile(xlsb, "w") as z:
-        z.writestr("[Content_Types].xml", "<Types/>")
-        z.writestr("xl/workbook.bin", b"\x83\x01\x00")
-    assert only(inspect_file(xlsb), "file-not-workbook").detail == "tệp Excel nhị phân .xlsb"
 
 
 def test_missing_file_and_directory_never_raise(tmp_path):
-    assert only(inspect_file(tmp_path / "khong-co.xlsx"), "file-unreadable")
-    assert only(inspect_file(tmp_path), "file-unreadable")
+    missing = only(inspect_file(tmp_path / "khong-co.xlsx"), "file-unreadable")
+    assert missing.detail == "tệp không còn trong thư mục"
+    assert only(inspect_file(tmp_path), "file-special").detail == "một thư mục"
 
 
 # --- passwords and macros -------------------------------------------------------------------------
@@ -538,7 +532,6 @@ def test_xlsx_scan_across_chunk_boundaries(tmp_path, monkeypatch, sheet_data, ch
     import pipeline.guard as guard
 
     monkeypatch.setattr(guard, "_CHUNK", chunk)
-    monkeypatch.setattr(guard, "_LOOK", 160)  # > any cell body here, as 64 KB is > any real one
     path = write_xlsx(tmp_path / "x.xlsx", sheet_data)
     with zipfile.ZipFile(path) as z:
         rows, cols = _reference_xlsx_extent(z.read("xl/worksheets/sheet1.xml").decode())
@@ -616,3 +609,306 @@ def test_ods_scan_across_chunk_boundaries(tmp_path, monkeypatch, tables, chunk):
     path = write_ods(tmp_path / "x.ods", tables)
     expected = _reference_ods(ODS_HEAD + tables + ODS_TAIL, LIMITS)
     assert inspect_file(path, LIMITS) == Verdict("ods", tuple(expected))
+
+
+# --- round two: what used to get past the pre-scan --------------------------------------------------
+
+def _sst(*texts: str) -> bytes:
+    items = "".join(f"<si><t>{t}</t></si>" for t in texts)
+    return f'<sst xmlns="{MAIN_NS}" count="{len(texts)}" uniqueCount="{len(texts)}">{items}</sst>'.encode()
+
+
+def _string_cells(n: int, index: int = 0, explicit: bool = True) -> str:
+    """n cells naming shared string `index`, 100 to a row (with or without r attributes)."""
+    rows = []
+    for r in range(1, n // 100 + 2):
+        k = min(100, n - (r - 1) * 100)
+        if k <= 0:
+            break
+        cells = "".join((f'<c r="{_col_letters(c)}{r}" t="s">' if explicit else '<c t="s">')
+                        + f"<v>{index}</v></c>" for c in range(1, k + 1))
+        rows.append(f'<row r="{r}">{cells}</row>')
+    return "".join(rows)
+
+
+@pytest.mark.parametrize("explicit", [True, False], ids=["fast-path", "tokenized"])
+@pytest.mark.parametrize(("cells", "refused"), [(300, False), (400, True)])
+def test_text_the_cells_expand_to_is_capped(tmp_path, explicit, cells, refused):
+    """Apache POI caps extracted text at 10 M characters; here a 32,000-character shared string named by
+    300 cells (9.6 M) is read, by 400 (12.8 M) refused: calamine copies the string into every cell."""
+    path = write_xlsx(tmp_path / "a.xlsx", _string_cells(cells, 0, explicit), extra={
+        "xl/sharedStrings.xml": _sst("ư" * 32_000, "ngắn")})
+    verdict = inspect_file(path)
+    if refused:
+        assert only(verdict, "file-too-large").detail == "chữ trong các ô dài tổng cộng 12.800.000 ký tự"
+    else:
+        assert verdict == Verdict("xlsx", ())
+
+
+def test_text_cap_counts_the_string_each_cell_names(tmp_path):
+    """Many cells, but naming a short string: the exact count (after the bounds failed) lets them pass."""
+    path = write_xlsx(tmp_path / "a.xlsx", _string_cells(2000, 1), extra={
+        "xl/sharedStrings.xml": _sst("ư" * 32_000, "ngắn")})
+    assert inspect_file(path) == Verdict("xlsx", ())
+    assert inspect_file(path, Limits(max_text=8_000)).readable  # 2000 x "ngắn"
+    assert only(inspect_file(path, Limits(max_text=7_999)), "file-too-large")
+
+
+def test_text_cap_for_ods_repeats_and_spaces(tmp_path):
+    long = "x" * 1000
+    repeated = write_ods(tmp_path / "a.ods", '<table:table table:name="A"><table:table-row '
+                         'table:number-rows-repeated="200"><table:table-cell office:value-type="string" '
+                         f'table:number-columns-repeated="100"><text:p>{long}</text:p></table:table-cell>'
+                         "</table:table-row></table:table>")
+    assert only(inspect_file(repeated), "file-too-large").detail.startswith("chữ trong các ô dài tổng cộng")
+    spaces = write_ods(tmp_path / "b.ods", '<table:table table:name="A"><table:table-row><table:table-cell '
+                       'office:value-type="string"><text:p>a<text:s text:c="+20000000"/>b</text:p>'
+                       "</table:table-cell></table:table-row></table:table>")
+    assert spaces.stat().st_size < 1000
+    assert only(inspect_file(spaces), "file-too-large")
+    fine = write_ods(tmp_path / "c.ods", '<table:table table:name="A"><table:table-row><table:table-cell '
+                     'office:value-type="string"><text:p>a<text:s text:c="20"/>b</text:p>'
+                     "</table:table-cell></table:table-row></table:table>")
+    assert inspect_file(fine) == Verdict("ods", ())
+
+
+def test_text_cap_for_xls_shared_strings(tmp_path):
+    """xlwt writes a repeated string once in the SST (split over CONTINUE records) and a LABELSST per cell."""
+    long = "ư" * 32_000
+    cells = {(r, c): long for r in range(20) for c in range(20)}  # 400 x 32,000 = 12.8 M
+    assert only(inspect_file(_xls(tmp_path / "a.xls", cells)), "file-too-large")
+    few = {(r, c): long for r in range(10) for c in range(20)}  # 6.4 M
+    assert inspect_file(_xls(tmp_path / "b.xls", few | {(50, 0): "ngắn"})) == Verdict("xls", ())
+
+
+def test_sst_lengths_follow_continue_records():
+    from pipeline.guard import _sst_lengths
+
+    def string(text: str, wide: bool) -> bytes:
+        body = text.encode("utf-16-le" if wide else "latin-1")
+        return struct.pack("<HB", len(text), 1 if wide else 0) + body
+
+    first = struct.pack("<II", 3, 3) + string("ab", False) + struct.pack("<HB", 5, 1)
+    first += "xy".encode("utf-16-le")
+    second = b"\x00" + b"zzz" + string("q" * 7, True)  # the rest of the 5-character string, now 8-bit
+    assert _sst_lengths([first, second]) == [2, 5, 7]
+
+
+@pytest.mark.parametrize("far_cell", [
+    '<c r="A2" r="XFD2500"><v>2</v></c>',  # a second r: calamine takes the later one
+    '<c r="A2"r="XFD2500"><v>2</v></c>',  # ... even without a space before it
+    '<c r="A2"\tr="XFD2500"><v>2</v></c>',
+    '<c s=">" r="XFD2500"><v>2</v></c>',  # a ">" inside another attribute
+    '<c r="A2" s="1>" r="XFD2500"><v>2</v></c>',
+    '<ư:c xmlns:ư="' + MAIN_NS + '" r="XFD2500"><ư:v>2</ư:v></ư:c>',  # a non-ASCII prefix
+    '<ư:c r="XFD2500"><ư:v>2</ư:v></ư:c>',  # ... not even declared (calamine does not care)
+    '<c r="XFD2500"><!-- a comment --><v>2</v></c>',
+])
+def test_far_cells_the_patterns_missed(tmp_path, far_cell):
+    """Each adds one far cell to a valid sheet; calamine builds the whole grid for it (1.6 GB)."""
+    path = write_xlsx(tmp_path / "a.xlsx", f'<row r="1"><c r="A1"><v>1</v></c></row><row r="2">{far_cell}'
+                      "</row>")
+    verdict = inspect_file(path)
+    assert not verdict.readable, verdict
+    assert rules(verdict) in (["sheet-too-large"], ["file-unreadable"])  # found, or not XML at all
+
+
+def test_cell_rows_numbered_0_or_odd_never_break_the_scan(tmp_path):
+    for ref in ("A0", "0", "1A", "A-1", "A1.5", "ÀB7", "A" + "9" * 40):
+        cell = f'<x:c xmlns:x="{MAIN_NS}" r="{ref}"><x:v>1</x:v></x:c>'  # (prefixed: tokenized)
+        path = write_xlsx(tmp_path / "a.xlsx", f'<row r="1">{cell}</row>')
+        verdict = inspect_file(path)
+        assert all(p.rule in ("sheet-too-large",) for p in verdict.problems), (ref, verdict)
+
+
+def test_member_names_in_any_case_are_scanned(tmp_path):
+    path = write_xlsx(tmp_path / "a.xlsx", '<row r="1"><c r="A1"><v>1</v></c></row>')
+    with zipfile.ZipFile(path) as z:
+        members = {i.filename: z.read(i) for i in z.infolist()}
+    members["XL/WORKSHEETS/SHEET1.XML"] = members.pop("xl/worksheets/sheet1.xml").replace(
+        b'<c r="A1"><v>1</v></c>', b'<c r="A1"><v>1</v></c><c r="XFD9"><v>1</v></c>')
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    assert only(inspect_file(path), "sheet-too-large").detail == "vùng A1:XFD9"
+
+
+@pytest.mark.parametrize("attr", ["table:number-columns-repeated", "table:number-rows-repeated"])
+def test_ods_repeat_counts_with_a_plus(tmp_path, attr):
+    """calamine parses "+16384" as Rust's usize does: 16384."""
+    cell = ('<table:table-cell office:value-type="float" office:value="1" {}><text:p>1</text:p>'
+            "</table:table-cell>")
+    if attr.endswith("columns-repeated"):
+        body = f'<table:table-row>{cell.format(attr + "=" + chr(34) + "+16384" + chr(34))}</table:table-row>'
+    else:
+        body = f'<table:table-row {attr}="+1048576">{cell.format("")}</table:table-row>'
+    path = write_ods(tmp_path / "a.ods", f'<table:table table:name="A">{body}</table:table>')
+    assert only(inspect_file(path), "sheet-too-large").sheet == "A"
+
+
+def test_ods_valued_cell_without_value_type(tmp_path):
+    path = write_ods(tmp_path / "a.ods", '<table:table table:name="A"><table:table-row>'
+                     '<table:table-cell table:number-columns-repeated="300"/>'
+                     '<table:table-cell office:value="1"/>'
+                     "</table:table-row></table:table>")
+    assert only(inspect_file(path), "sheet-too-large").detail == "vùng A1:KO1"
+
+
+@pytest.mark.parametrize("explicit", [True, False], ids=["fast-path", "tokenized"])
+def test_cells_are_capped_per_workbook(tmp_path, explicit):
+    """Twelve sheets of empty cells, each within the limits: the cap on cells bounds the scan and the read."""
+    def cell(r: int, c: int) -> str:
+        return f'<c r="{_col_letters(c)}{r}" s="1"/>' if explicit else '<c s="1"/>'
+
+    rows = (f'<row r="{r}">' + "".join(cell(r, c) for c in range(1, 11)) + "</row>" for r in range(1, 31))
+    sheet = "".join(rows)
+    extra = {f"xl/worksheets/sheet{k}.xml": (f'<worksheet xmlns="{MAIN_NS}"><sheetData>{sheet}</sheetData>'
+                                            "</worksheet>").encode() for k in range(2, 13)}
+    path = write_xlsx(tmp_path / "a.xlsx", sheet, extra=extra)
+    assert inspect_file(path) == Verdict("xlsx", ())  # 12 x 300 cells
+    assert only(inspect_file(path, Limits(max_cells=3000)), "file-too-large").detail == "có hơn 3.000 ô"
+    if not explicit:  # the tokenizer's work is bounded too (the fast path tokenizes nothing)
+        detail = only(inspect_file(path, Limits(max_elements=2000)), "file-too-large").detail
+        assert detail == "nội dung có hơn 2.000 phần tử XML"
+
+
+def test_cells_are_capped_in_xls_and_ods(tmp_path):
+    xls = _xls(tmp_path / "a.xls", {(r, c): 1 for r in range(50) for c in range(10)})
+    assert inspect_file(xls) == Verdict("xls", ())
+    assert only(inspect_file(xls, Limits(max_cells=400)), "file-too-large")
+    ods = write_ods(tmp_path / "a.ods", '<table:table table:name="A"><table:table-row '
+                    'table:number-rows-repeated="50"><table:table-cell office:value-type="float" '
+                    'office:value="1" table:number-columns-repeated="10"/>'
+                    "</table:table-row></table:table>")
+    assert inspect_file(ods) == Verdict("ods", ())
+    assert only(inspect_file(ods, Limits(max_cells=400)), "file-too-large")
+
+
+# --- what other programs read: say what it is and that saving it as .xlsx helps ----------------------
+
+def _copy_zip(src: Path, dst: Path, rename=lambda n: n, drop=(), add: dict[str, bytes] | None = None) -> Path:
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            if item.filename not in drop:
+                zout.writestr(zipfile.ZipInfo(rename(item.filename)), zin.read(item))
+        for name, data in (add or {}).items():
+            zout.writestr(name, data)
+    return dst
+
+
+def test_workbooks_other_programs_read_are_named_with_what_to_do(tmp_path):
+    xlsx = write_normal_xlsx(tmp_path / "normal.xlsx")
+    ods = write_ods(tmp_path / "normal.ods", f'<table:table table:name="A"><table:table-row>{VALUE}'
+                    "</table:table-row></table:table>")
+    cases = {
+        "bảng tính được nén bằng đường dẫn kiểu Windows (dấu \\)":
+            _copy_zip(xlsx, tmp_path / "bs.xlsx", rename=lambda n: n.replace("/", "\\")),
+        "bảng tính OpenDocument thiếu phần khai báo «mimetype»":
+            _copy_zip(ods, tmp_path / "nomime.ods", drop=("mimetype",)),
+        "bảng tính Excel ghi không theo cấu trúc chuẩn":
+            _copy_zip(xlsx, tmp_path / "minimal.xlsx", rename=lambda n: n.replace("xl/", "")),
+        "bảng tính Excel nhị phân (.xlsb)": _copy_zip(xlsx, tmp_path / "b.xlsb", drop=("xl/workbook.xml",),
+                                                       add={"xl/workbook.bin": b"\x83\x01\x00"}),
+    }
+    for detail, path in cases.items():
+        assert only(inspect_file(path), "file-needs-resave").detail == detail, path.name
+    xml2003 = tmp_path / "x.xls"
+    xml2003.write_bytes(b'<?xml version="1.0"?><Workbook '
+                        b'xmlns="urn:schemas-microsoft-com:office:spreadsheet"/>')
+    assert only(inspect_file(xml2003), "file-needs-resave").detail == "bảng tính XML của Excel 2003"
+
+
+def test_a_decoy_workbook_where_rels_point_elsewhere_is_refused(tmp_path):
+    """calamine reads the workbook _rels/.rels points to; a harmless xl/workbook.xml beside it is a decoy."""
+    src = write_normal_xlsx(tmp_path / "normal.xlsx")
+    path = _copy_zip(src, tmp_path / "decoy.xlsx",
+                     rename=lambda n: "evil/" + n[3:] if n.startswith("xl/") else n)
+    _replace_member(path, "_rels/.rels", zipfile.ZipFile(path).read("_rels/.rels").replace(
+        b'Target="xl/workbook.xml"', b'Target="evil/workbook.xml"'))
+    with zipfile.ZipFile(path, "a") as z:
+        z.writestr("xl/workbook.xml", f'<workbook xmlns="{MAIN_NS}"/>')
+    assert only(inspect_file(path), "file-needs-resave")
+
+
+# --- DOCTYPE: refused explicitly, in any part a reader parses ------------------------------------------
+
+DOCTYPE = '<!DOCTYPE x [<!ENTITY a "aaaaaaaaaa">]>'
+
+
+@pytest.mark.parametrize("member", ["xl/sharedStrings.xml", "xl/styles.xml", "xl/workbook.xml",
+                                    "xl/worksheets/sheet1.xml", "[Content_Types].xml",
+                                    "xl/_rels/workbook.xml.rels"])
+def test_doctype_in_any_xml_part_is_refused(tmp_path, member):
+    src = write_normal_xlsx(tmp_path / "normal.xlsx")
+    data = zipfile.ZipFile(src).read(member).decode()
+    head, sep, rest = data.partition("?>")
+    path = tmp_path / "dtd.xlsx"
+    shutil.copy(src, path)
+    _replace_member(path, member, (head + sep + "\n<!-- chú thích -->" + DOCTYPE + rest).encode())
+    verdict = inspect_file(path)
+    assert only(verdict, "file-doctype").detail == f"phần {member.lower()}"
+
+
+def test_doctype_in_ods_content_and_utf16_prolog(tmp_path):
+    ods = write_ods(tmp_path / "a.ods", '<table:table table:name="A"/>')
+    content = zipfile.ZipFile(ods).read("content.xml").decode()
+    _replace_member(ods, "content.xml", content.replace("?>", "?>" + DOCTYPE, 1).encode())
+    assert only(inspect_file(ods), "file-doctype")
+    xlsx = write_normal_xlsx(tmp_path / "b.xlsx")
+    styles = zipfile.ZipFile(xlsx).read("xl/styles.xml").decode()
+    styles = styles.replace('encoding="UTF-8"', 'encoding="UTF-16"').replace("?>", "?>" + DOCTYPE, 1)
+    _replace_member(xlsx, "xl/styles.xml", b"\xff\xfe" + styles.encode("utf-16-le"))
+    assert only(inspect_file(xlsx), "file-doctype")
+
+
+# --- tonghop's own outputs ---------------------------------------------------------------------------
+
+def test_own_outputs_are_known_by_their_metadata_until_saved_again(tmp_path):
+    import datetime as dt
+
+    import openpyxl
+
+    from pipeline.guard import OUTPUT_PROPERTY
+
+    path = tmp_path / "07093-duc-chinh.xlsx"
+    wb = xlsxwriter.Workbook(str(path))
+    wb.set_custom_property(OUTPUT_PROPERTY, "feedback")
+    wb.add_worksheet("Góp ý").write("A1", "x")
+    wb.close()
+    assert only(inspect_file(path), "file-own-output").detail == "tệp phản hồi gửi đơn vị"
+    saved = openpyxl.load_workbook(path)  # a ward corrects it and saves: modified moves on
+    saved.properties.created = dt.datetime(2020, 6, 1)  # (openpyxl sets modified to now: another second)
+    saved.save(tmp_path / "sua.xlsx")
+    assert inspect_file(tmp_path / "sua.xlsx").readable
+
+
+# --- what is not a regular file, and fingerprints ------------------------------------------------------
+
+def test_special_entries_are_refused_without_blocking(tmp_path):
+    import socket
+
+    os_fifo = tmp_path / "pipe.xlsx"
+    __import__("os").mkfifo(os_fifo)  # opening it for reading would wait for a writer forever
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "sock.xlsx"))
+    (tmp_path / "dangling.xlsx").symlink_to(tmp_path / "gone.xlsx")
+    (tmp_path / "loop.xlsx").symlink_to(tmp_path / "loop.xlsx")
+    try:
+        assert only(inspect_file(os_fifo), "file-special").detail == "một đường ống (FIFO)"
+        assert only(inspect_file(tmp_path / "sock.xlsx"), "file-special").detail == "một socket"
+        assert "không còn tồn tại" in only(inspect_file(tmp_path / "dangling.xlsx"), "file-special").detail
+        assert "vòng quanh" in only(inspect_file(tmp_path / "loop.xlsx"), "file-special").detail
+        assert only(inspect_file("/dev/null"), "file-special").detail == "một thiết bị"
+    finally:
+        sock.close()
+
+
+def test_fingerprint_of_the_bytes_judged(tmp_path):
+    path = write_normal_xlsx(tmp_path / "a.xlsx")
+    verdict = inspect_file(path)
+    assert verdict.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert verdict.mtime == path.stat().st_mtime
+    big = tmp_path / "big.xlsx"
+    with big.open("wb") as f:
+        f.truncate(60_000_000)  # sparse: never read, never hashed
+    assert only(inspect_file(big), "file-too-large") and inspect_file(big).sha256 == ""

