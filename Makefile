@@ -41,7 +41,7 @@ templates: install
 	@$(VENV)/bin/tonghop templates --period $(PERIOD)
 
 samples: install
-	$(PY) -m pipeline.samples --period $(PERIOD) --out samples/$(PERIOD)
+	$(PY) samples/sample_inbox.py --period $(PERIOD) --out samples/$(PERIOD)
 
 consolidate: install
 	@case "$(INBOX)" in samples/*) echo "Chưa có tệp nào trong inbox/$(PERIOD)/: chạy thử với hộp thư mẫu $(INBOX)/.";; esac

@@ -9,7 +9,7 @@
    figures from bench/figures.py), a few percent with the slips of DOMAIN.md and a few percent with
    plausibility slips (a figure 10 to 1,000,000 times too large, ...; labelled in labels.csv), about 5 %
    saved as .xls; about 2 % of the units send nothing. The inbox is cached under <cache>/n<N>/, keyed
-   by N and a hash of schemas/*.yaml, pipeline/template.py, pipeline/samples.py, bench/figures.py and
+   by N and a hash of schemas/*.yaml, pipeline/template.py, samples/sample_inbox.py, bench/figures.py and
    this generator's version, and is resumable. Generation is never timed.
 3. Timed, `--repeat` times each, medians reported, all in this one run of the script:
    - floor: python-calamine reading every needed sheet of every file (`to_python()`), nothing else;
@@ -42,8 +42,9 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, ROOT / "samples"):  # the pipeline of this tree; the sample generator
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 from figures import HIGHLAND_PROVINCES, SLIP_KINDS, make_slip, realistic  # noqa: E402
 
@@ -249,7 +250,8 @@ def _gen_init(inbox: str, tmp: str) -> None:
 
 
 def _gen_one(task: dict) -> str:
-    from pipeline.samples import _as_xls, _set_cells
+    from sample_inbox import as_xls, set_cells
+
     from pipeline.template import render_workbook
 
     definition, inbox, tmpdir = _GEN["definition"], _GEN["inbox"], _GEN["tmp"]
@@ -259,11 +261,11 @@ def _gen_one(task: dict) -> str:
     tmp = tmpdir / f"{os.getpid()}-{final.stem}.xlsx"
     render_workbook(definition, tmp, period=PERIOD, unit=task["unit"], values=task["values"])
     if task["edits"]:
-        _set_cells(tmp, definition, task["edits"], percent=tuple(task["percent"]))
+        set_cells(tmp, definition, task["edits"], percent=tuple(task["percent"]))
     final.parent.mkdir(parents=True, exist_ok=True)
     if task["xls"]:
         xls = tmp.with_suffix(".xls")
-        _as_xls(tmp, xls, definition)
+        as_xls(tmp, xls, definition)
         tmp.unlink()
         tmp = xls
     os.replace(tmp, final)
@@ -275,7 +277,8 @@ def cache_key(n: int) -> str:
     the renderer, the sample figures and this generator's version: what the generated files depend on."""
     h = hashlib.sha256(f"n={n};generator={GENERATOR_VERSION};period={PERIOD}".encode())
     yamls = [p for p in sorted(SCHEMAS_DIR.glob("*.yaml")) if p.name != "rules.yaml"]
-    code = [ROOT / "pipeline" / p for p in ("template.py", "samples.py")] + [ROOT / "bench" / "figures.py"]
+    code = [ROOT / "pipeline" / "template.py", ROOT / "samples" / "sample_inbox.py",
+            ROOT / "bench" / "figures.py"]
     for p in [*yamls, *code]:
         h.update(p.name.encode() + b"\0" + p.read_bytes())
     return h.hexdigest()[:16]

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+from sample_inbox import DUC_CHINH, plausible
 
 from pipeline import cli
 from pipeline.argparse_vi import MESSAGES, VietnameseParser
 from pipeline.cli import build_parser, main
 from pipeline.definition import load_definition
 from pipeline.findings import FINDING_COLUMNS
-from pipeline.samples import DUC_CHINH, plausible
 from pipeline.template import render_workbook
 from pipeline.units import load_units
 

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sample_inbox import plausible
 
 from pipeline.consolidate import choose_submissions, consolidate, self_test
 from pipeline.definition import load_definition
 from pipeline.findings import make_findings
-from pipeline.samples import plausible
 from pipeline.units import load_units
 from pipeline.validate import CELL_COLUMNS, validate
 

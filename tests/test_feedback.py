@@ -9,10 +9,10 @@ import openpyxl
 import pandas as pd
 import pytest
 from python_calamine import CalamineWorkbook
+from sample_inbox import plausible
 
 from pipeline import feedback
 from pipeline.findings import FINDING_COLUMNS, public
-from pipeline.samples import plausible
 from pipeline.template import render_workbook
 
 PERIOD = "2020-H1"

@@ -17,11 +17,11 @@ import openpyxl
 import pandas as pd
 import pytest
 import python_calamine as pc
+from sample_inbox import make_samples, plausible
 
 from pipeline.cli import main
 from pipeline.definition import load_definition
 from pipeline.outputs import FINDINGS_HEADERS, read_csv
-from pipeline.samples import make_samples, plausible
 from pipeline.store import note_file, open_store
 from pipeline.template import render_workbook
 from pipeline.units import load_units

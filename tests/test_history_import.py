@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from sample_inbox import make_samples
 
 from pipeline.cli import main
 from pipeline.definition import load_definition
 from pipeline.history_import import read_past_values
 from pipeline.outputs import VALUES_HEADERS, csv_number, read_csv
-from pipeline.samples import make_samples
 
 DEF = load_definition()
 

@@ -19,10 +19,10 @@ import pytest
 import python_calamine as pc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sample_inbox import plausible
 
 from pipeline.cli import main
 from pipeline.definition import load_definition
-from pipeline.samples import plausible
 from pipeline.template import render_workbook
 from pipeline.units import load_units
 

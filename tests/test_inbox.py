@@ -13,12 +13,12 @@ from pathlib import Path
 import openpyxl
 import pytest
 from processes import can_drop_file_rights, drop_file_rights, run
+from sample_inbox import plausible
 
 from pipeline.cli import main
 from pipeline.definition import load_definition
 from pipeline.inbox import discover, take_in
 from pipeline.outputs import FINDINGS_HEADERS, VALUES_HEADERS, csv_number, read_csv
-from pipeline.samples import plausible
 from pipeline.template import render_workbook
 from pipeline.units import load_units
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import psutil
 import pytest
 from processes import gone, marks_of, start, wait_for
+from sample_inbox import make_samples
 
 from pipeline.cli import main
-from pipeline.samples import make_samples
 from pipeline.units import load_units
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="signals to a process group are POSIX")

@@ -8,11 +8,11 @@ import openpyxl
 import pandas as pd
 import pytest
 import python_calamine as pc
+from sample_inbox import make_samples
 
 from pipeline import pool
 from pipeline.cli import main
 from pipeline.outputs import FINDINGS_HEADERS, VALUES_HEADERS, csv_number, read_csv
-from pipeline.samples import make_samples
 from pipeline.text import slug
 from pipeline.units import load_units
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 from processes import run
+from sample_inbox import make_samples
 
 from pipeline.cli import main
 from pipeline.outbox import OutputError, _Lock, open_outbox
-from pipeline.samples import make_samples
 
 PERIOD = "2020-H1"
 

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+from sample_inbox import plausible
 
 from pipeline.cli import main
 from pipeline.outputs import VALUES_HEADERS, read_csv
-from pipeline.samples import plausible
 from pipeline.template import render_workbook
 from pipeline.units import load_units
 

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 import python_calamine as pc
 from processes import run
+from sample_inbox import make_samples
 
 from pipeline.cli import main
-from pipeline.samples import make_samples
 
 PERIOD = "2020-H1"
 WINDOWS_LIKE = """

@@ -6,10 +6,10 @@ from pathlib import Path
 import openpyxl
 import pytest
 import xlsxwriter
+from sample_inbox import DUC_CHINH, plausible
 
 from pipeline.definition import load_definition
 from pipeline.reader import make_spec, read_workbook
-from pipeline.samples import DUC_CHINH, plausible
 from pipeline.template import render_workbook
 from pipeline.units import load_units
 

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+from sample_inbox import plausible
 
 from pipeline.definition import load_definition
 from pipeline.findings import render_message
 from pipeline.reader import make_spec, read_workbook
 from pipeline.run import Options, check_files
-from pipeline.samples import plausible
 from pipeline.template import render_workbook
 from pipeline.units import load_units
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import python_calamine as pc
+from sample_inbox import make_samples
 
 from pipeline.definition import META_SHEET, SAMPLE_KEY, load_definition
 from pipeline.run import Options, check_files
-from pipeline.samples import make_samples
 from pipeline.units import load_units
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from sample_inbox import make_samples
 
 from pipeline.cli import main
 from pipeline.config import MailConfig, Server
 from pipeline.definition import DEFAULT_UNITS
 from pipeline.letters import finding_lines
 from pipeline.mailnames import decode_filename, parse_message
-from pipeline.samples import make_samples
 from pipeline.send import send_letters
 from pipeline.store import open_store
 

@@ -4,9 +4,9 @@ import copy
 
 import pandas as pd
 import pytest
+from sample_inbox import DUC_CHINH
 
 from pipeline.definition import build_definition, load_definition
-from pipeline.samples import DUC_CHINH
 from pipeline.validate import CELL_COLUMNS, validate
 
 DEF = load_definition()

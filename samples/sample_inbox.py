@@ -1,4 +1,4 @@
-"""Deterministic sample inbox: `python -m pipeline.samples --period 2020-H1 --out samples/2020-H1`.
+"""Deterministic sample inbox: `python samples/sample_inbox.py --period 2020-H1 --out samples/2020-H1`.
 
 Phường Đức Chính sends the seed report's own figures, typed as the seed shows them ("02", "8.28",
 "2.379", "gần 8.000"); most other units send plausible figures; a few make the typical slips of
@@ -164,7 +164,7 @@ def _nfd(v: object) -> object:
     return unicodedata.normalize("NFD", v) if isinstance(v, str) else v
 
 
-def _set_cells(
+def set_cells(
     path: Path, definition: Definition, values: dict[str, object], percent: tuple[str, ...] = ()
 ) -> None:
     """Overwrite cells the way a ward would by hand (e.g. type over a total), with openpyxl."""
@@ -194,7 +194,7 @@ def _nfd_sheet_names(path: Path) -> None:
     wb.save(path)
 
 
-def _as_xls(src: Path, target: Path, definition: Definition) -> None:
+def as_xls(src: Path, target: Path, definition: Definition) -> None:
     """Save a workbook's values as a legacy .xls (what old Excel offers), via xlwt."""
     import xlwt
 
@@ -266,7 +266,7 @@ def make_samples(out: Path, period: str = "2020-H1", definition: Definition | No
         if code == "07093":  # Đức Chính: the seed, typed as the seed shows it
             values = dict(DUC_CHINH)
             render(name, unit, {k: v for k, v in values.items() if k != "total.participants"})
-            _set_cells(out / name, definition, {"total.participants": "8.28"})
+            set_cells(out / name, definition, {"total.participants": "8.28"})
             want = {
                 "households": 2379,
                 "population": 8000,
@@ -278,7 +278,7 @@ def make_samples(out: Path, period: str = "2020-H1", definition: Definition | No
         elif code == "07069":  # saved as .xls by old Excel
             tmp = render(f".{name}", unit, values)
             name = f"{unit['slug']}.xls"
-            _as_xls(tmp, out / name, definition)
+            as_xls(tmp, out / name, definition)
             tmp.unlink()
         elif code == "07072":  # a row inserted above the households line, and one in the table
             render(name, unit, values)
@@ -299,7 +299,7 @@ def make_samples(out: Path, period: str = "2020-H1", definition: Definition | No
             intended[f"thu-gui-lai/{name}"] = {"unit_code": code, "values": {}}
         elif code == "07081":  # en-US Excel: 2.215 typed as a decimal, 92% stored as 0.92
             render(name, unit, values)
-            _set_cells(
+            set_cells(
                 out / name,
                 definition,
                 {"conference_attendees": 2.215, "waste_collection_rate": 0.92},
