@@ -494,8 +494,8 @@ EXAMPLE = {"file": "a.xlsx", "cell": "B9", "sheet": "Hiệu quả", "label": "S�
            "detail": "x", "suggestions": "828", "limit": 60}
 
 
-@pytest.mark.parametrize("rule", [pytest.param(r, id=f"{rep}:{r.id}") for rep, d in REPORTS.items()
-                                  for r in d.rules.values()])
+@pytest.mark.parametrize("rule", [pytest.param(r, id=rid) for rid, r in
+                                  {rid: r for d in REPORTS.values() for rid, r in d.rules.items()}.items()])
 def test_every_rule_has_a_severity_and_a_message_that_reads_as_a_sentence(rule):
     assert rule.severity in ("error", "warning")
     text = render_message(rule.message, EXAMPLE)
