@@ -105,8 +105,10 @@ def _leaves(message: Message, limit: int, out: Extracted) -> list[Message]:
                 {"rule": "mail-too-many-attachments", "file": "", "detail": f"hơn {limit} phần", "limit": 0}
             )
             break
-        payload = part.get_payload()
-        if part.is_multipart() and isinstance(payload, list):
+        # only a multipart's payload is asked for: a leaf's get_payload() decodes its text with the
+        # declared charset, and a charset written the RFC 2231 way (charset*=utf-8''utf-8) makes that raise
+        payload = part.get_payload() if part.is_multipart() else None
+        if isinstance(payload, list):
             stack.extend(reversed(payload))
         else:
             found.append(part)
@@ -127,6 +129,75 @@ def _declared_size(part: Message) -> int:
     return size * 3 // 4 if encoding == "base64" else size
 
 
+# What the standard library raises on a part it cannot take apart (a parameter written the RFC 2231 way
+# where a plain one is expected, a header it cannot split, a payload it cannot decode).
+_PART_FAULTS = (ValueError, LookupError, TypeError, AttributeError, IndexError, AssertionError)
+
+
+def _name_or_none(part: Message) -> str | None:
+    try:
+        return decode_filename(part)
+    except _PART_FAULTS:
+        return None
+
+
+def _take_part(part: Message, limits: MailLimits, out: Extracted) -> None:
+    """Add one leaf of a message to `out`: its spreadsheet (or a .zip's), or the problem it has."""
+    ctype = _content_type(part)
+    name = decode_filename(part)
+    suffix = suffix_of(name or "")
+    if name is None:
+        if ctype in SPREADSHEET_TYPES:
+            name, suffix = DEFAULT_NAME + SPREADSHEET_TYPES[ctype], SPREADSHEET_TYPES[ctype]
+        elif ctype in ZIP_TYPES:
+            name, suffix = DEFAULT_NAME + ".zip", ".zip"
+        else:
+            return  # a body or an unnamed inline part
+    if suffix not in SPREADSHEET_SUFFIXES and suffix not in ZIP_SUFFIXES:
+        if ctype in SPREADSHEET_TYPES:  # "Báo cáo" with no extension, sent as an Excel file
+            name, suffix = name + SPREADSHEET_TYPES[ctype], SPREADSHEET_TYPES[ctype]
+        else:
+            if not _is_inline(part) and not ctype.startswith("image/"):
+                out.problems.append({"rule": "mail-not-spreadsheet", "file": name})
+            return
+    if _declared_size(part) > limits.max_attachment:
+        out.problems.append(
+            {
+                "rule": "mail-attachment-too-large",
+                "file": name,
+                "detail": _mb(_declared_size(part)),
+                "limit": _mb(limits.max_attachment),
+            }
+        )
+        return
+    try:
+        data = part.get_payload(decode=True) or b""
+    except (ValueError, TypeError, AssertionError):
+        out.problems.append(
+            {"rule": "mail-attachment-broken", "file": name, "detail": "không giải mã được"}
+        )
+        return
+    if any(isinstance(d, _BROKEN) for d in getattr(part, "defects", ())):
+        out.problems.append(
+            {"rule": "mail-attachment-broken", "file": name, "detail": "mã hóa base64 sai"}
+        )
+        return
+    if len(data) > limits.max_attachment:
+        out.problems.append(
+            {
+                "rule": "mail-attachment-too-large",
+                "file": name,
+                "detail": _mb(len(data)),
+                "limit": _mb(limits.max_attachment),
+            }
+        )
+        return
+    if suffix in ZIP_SUFFIXES:
+        _unzip(name, data, limits, out)
+    else:
+        out.pieces.append(Piece(name, data))
+
+
 def extract_spreadsheets(message: Message, limits: MailLimits = MailLimits()) -> Extracted:
     """The spreadsheets of `message` (attachments and .zip entries) and the problems met.
 
@@ -134,59 +205,14 @@ def extract_spreadsheets(message: Message, limits: MailLimits = MailLimits()) ->
     (signatures, logos); a message body is not an attachment."""
     out = Extracted()
     for part in _leaves(message, limits.max_parts, out):
-        ctype = _content_type(part)
-        name = decode_filename(part)
-        suffix = suffix_of(name or "")
-        if name is None:
-            if ctype in SPREADSHEET_TYPES:
-                name, suffix = DEFAULT_NAME + SPREADSHEET_TYPES[ctype], SPREADSHEET_TYPES[ctype]
-            elif ctype in ZIP_TYPES:
-                name, suffix = DEFAULT_NAME + ".zip", ".zip"
-            else:
-                continue  # a body or an unnamed inline part
-        if suffix not in SPREADSHEET_SUFFIXES and suffix not in ZIP_SUFFIXES:
-            if ctype in SPREADSHEET_TYPES:  # "Báo cáo" with no extension, sent as an Excel file
-                name, suffix = name + SPREADSHEET_TYPES[ctype], SPREADSHEET_TYPES[ctype]
-            else:
-                if not _is_inline(part) and not ctype.startswith("image/"):
-                    out.problems.append({"rule": "mail-not-spreadsheet", "file": name})
-                continue
-        if _declared_size(part) > limits.max_attachment:
-            out.problems.append(
-                {
-                    "rule": "mail-attachment-too-large",
-                    "file": name,
-                    "detail": _mb(_declared_size(part)),
-                    "limit": _mb(limits.max_attachment),
-                }
-            )
-            continue
         try:
-            data = part.get_payload(decode=True) or b""
-        except (ValueError, TypeError, AssertionError):
-            out.problems.append(
-                {"rule": "mail-attachment-broken", "file": name, "detail": "không giải mã được"}
-            )
-            continue
-        if any(isinstance(d, _BROKEN) for d in getattr(part, "defects", ())):
-            out.problems.append(
-                {"rule": "mail-attachment-broken", "file": name, "detail": "mã hóa base64 sai"}
-            )
-            continue
-        if len(data) > limits.max_attachment:
-            out.problems.append(
-                {
-                    "rule": "mail-attachment-too-large",
-                    "file": name,
-                    "detail": _mb(len(data)),
-                    "limit": _mb(limits.max_attachment),
-                }
-            )
-            continue
-        if suffix in ZIP_SUFFIXES:
-            _unzip(name, data, limits, out)
-        else:
-            out.pieces.append(Piece(name, data))
+            _take_part(part, limits, out)
+        except _PART_FAULTS:  # one part the parser cannot take apart; the message's other parts still count
+            name = _name_or_none(part)
+            if name:
+                out.problems.append(
+                    {"rule": "mail-attachment-broken", "file": name, "detail": "không đọc được"}
+                )
     if len(out.pieces) > limits.max_files:
         out.problems.append(
             {

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import email
+import email.message
 import email.policy
 import email.utils
 import hashlib
@@ -34,7 +35,7 @@ from pipeline.attachments import MailLimits, extract_spreadsheets
 from pipeline.config import MailConfig, Server
 from pipeline.definition import load_rules
 from pipeline.findings import make_findings
-from pipeline.mailnames import decode_words, parse_message, safe_name, saved_name
+from pipeline.mailnames import decode_words, parse_headers, parse_message, safe_name, saved_name
 from pipeline.store import Store, note_file, now
 
 DEFAULT_LIMITS = MailLimits()
@@ -228,8 +229,8 @@ def _body(conn: imaplib.IMAP4, uid: int) -> bytes | None:
 def _date_of(message, internaldate: dt.datetime | None) -> dt.datetime:
     """The message's Date (its sender's clock), else the server's arrival time, else now; aware."""
     try:
-        date = email.utils.parsedate_to_datetime(str(message.get("Date", "")))
-    except (TypeError, ValueError, IndexError):
+        date = email.utils.parsedate_to_datetime(_header(message, "Date"))
+    except _MESSAGE_FAULTS:
         date = None
     if date is not None and date.tzinfo is None:  # "-0000": the sender did not say; take it as UTC
         date = date.replace(tzinfo=dt.UTC)
@@ -286,15 +287,23 @@ def _save(ctx: _Context, conn, data: bytes, name: str, when: dt.datetime, who: s
 
 
 def process_message(ctx: _Context, uid: int, raw: bytes, internaldate: dt.datetime | None) -> MessageResult:
-    """Save the spreadsheets of one downloaded message and record it, in one transaction of the store."""
-    message = parse_message(raw)
-    message_id = _message_id(message.get("Message-ID"))
+    """Save the spreadsheets of one downloaded message and record it, in one transaction of the store.
+
+    A message the parser fails on (a body nested thousands of levels deep, a header it cannot take) is
+    one `mail-unreadable` finding, told by its top-level headers where those can be read, and is marked
+    done like any other: it never stops the fetch nor comes back at the next one."""
+    try:
+        message = parse_message(raw)
+        fault = None
+    except _MESSAGE_FAULTS as exc:
+        message, fault = _headers_only(raw), exc
+    message_id = _message_id(_header(message, "Message-ID"))
     key = message_id or f"sha256:{_sha256(raw)}"
     sender = _sender(message)
     code = ctx.senders.get(sender)
     unit = ctx.units.get(code, {}) if code else {}
     when = _date_of(message, internaldate)
-    subject = decode_words(str(message.get("Subject", "")))[:500]
+    subject = decode_words(_header(message, "Subject"))[:500]
     result = MessageResult(uid, when, sender, code, subject)
     who = unit.get("slug") or sender or "khong-ro"
     base = {"value": sender, "unit_code": code, "unit_name": unit.get("unit_name")}
@@ -304,8 +313,10 @@ def process_message(ctx: _Context, uid: int, raw: bytes, internaldate: dt.dateti
             _advance(conn, ctx, uid)
             return result
         try:
+            if fault is not None:
+                raise fault
             found = extract_spreadsheets(message, ctx.limits)
-        except (RecursionError, ValueError, LookupError, TypeError, AttributeError) as exc:
+        except _MESSAGE_FAULTS as exc:
             ctx.records.append(base | {"rule": "mail-unreadable", "file": "", "detail": type(exc).__name__})
             result.status = "unreadable"
             _record_message(conn, ctx, key, uid, message_id, when, sender, subject, raw, code, "unreadable")
@@ -357,9 +368,32 @@ def process_message(ctx: _Context, uid: int, raw: bytes, internaldate: dt.dateti
     return result
 
 
+# What the standard library's parser raises on malformed input (RecursionError: nesting deeper than the
+# interpreter's stack; the others: headers and parameters it cannot take apart).
+_MESSAGE_FAULTS = (RecursionError, ValueError, LookupError, TypeError, AttributeError, IndexError)
+
+
+def _headers_only(raw: bytes) -> email.message.Message:
+    """The top-level headers of a message the full parser failed on; an empty message if even those fail."""
+    try:
+        return parse_headers(raw)
+    except _MESSAGE_FAULTS:
+        return email.message.Message()
+
+
+def _header(message, name: str) -> str:
+    """A header's text, '' where it is missing or cannot be taken apart."""
+    try:
+        return str(message.get(name, ""))
+    except _MESSAGE_FAULTS:
+        return ""
+
+
 def _sender(message) -> str:
-    name_addr = decode_words(str(message.get("From", "")))
-    return email.utils.parseaddr(name_addr)[1].strip().lower()
+    try:
+        return email.utils.parseaddr(decode_words(_header(message, "From")))[1].strip().lower()
+    except _MESSAGE_FAULTS:
+        return ""
 
 
 def _saved_before(conn, sha: str) -> str | None:

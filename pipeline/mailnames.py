@@ -16,6 +16,7 @@ import codecs
 import datetime as dt
 import email
 import email.header
+import email.parser
 import email.utils
 import re
 import unicodedata
@@ -56,6 +57,12 @@ AS_RECEIVED = _AsReceived()
 def parse_message(raw: bytes) -> Message:
     """A message parsed with headers as received (decode them with `decode_words`/`decode_filename`)."""
     return email.message_from_bytes(raw, policy=AS_RECEIVED)
+
+
+def parse_headers(raw: bytes) -> Message:
+    """Only the top-level headers of a message (From, Subject, Date, Message-ID), its body left as one
+    string: what can still be told of a message whose body the full parser fails on."""
+    return email.parser.BytesParser(policy=AS_RECEIVED).parsebytes(raw, headersonly=True)
 
 
 def decode_bytes(data: bytes, charset: str | None = None) -> str:

@@ -307,6 +307,13 @@ def mail(*parts: bytes, sender: str = WARD, body: bytes | None = None) -> bytes:
     return out + b"--b0--\r\n"
 
 
+def nested_mail(depth: int) -> bytes:
+    """A message from the ward whose body is `depth` multiparts one inside the other."""
+    body = "".join(f'Content-Type: multipart/mixed; boundary="b{i}"\r\n\r\n--b{i}\r\n' for i in range(depth))
+    body += "Content-Type: text/plain\r\n\r\nx\r\n" + "".join(f"--b{i}--\r\n" for i in reversed(range(depth)))
+    return f"From: <{WARD}>\r\nSubject: x\r\nMIME-Version: 1.0\r\n{body}".encode()
+
+
 def book(tag: str, size: int = 400) -> bytes:
     """Bytes standing for a workbook (fetch saves bytes; the guard judges them at consolidation)."""
     return (b"PK\x03\x04" + tag.encode() * size)[:size]
@@ -524,9 +531,7 @@ CASES: dict[str, Case] = {
     "mail-attachment-broken": lambda env: fetched(env, mail(  # cut short on the way: base64 mangled
         f"Content-Type: {XLSX_TYPE}\r\nContent-Disposition: attachment; filename=cut.xlsx\r\n"
         "Content-Transfer-Encoding: base64\r\n\r\nUEsDBBQAAAAIA*%$\r\nAAA\r\n".encode())),
-    "mail-unreadable": lambda env: fetched(env, mail(  # an 8-bit body whose charset is RFC 2231-encoded
-        part("a.xlsx", book("g")), body="Content-Type: text/plain; charset*=utf-8''utf-8\r\n"
-        "Content-Transfer-Encoding: 8bit\r\n\r\nKính gửi Phòng".encode())),
+    "mail-unreadable": lambda env: fetched(env, nested_mail(2000)),  # deeper than Python's parser goes
     # the second report's own cross-checks (tests/fixtures/thu-vien-xa.yaml)
     "young-exceeds-readers": lambda env: validated(env, {"lending.young": 999}, base=library_figures()),
     "copies-below-titles": lambda env: validated(env, {"novels.copies": 12}, base=library_figures()),

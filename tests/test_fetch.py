@@ -429,25 +429,37 @@ def test_config_file(tmp_path, monkeypatch):
         load_config(tmp_path / "none.toml")
 
 
-def test_a_message_the_parser_chokes_on_is_reported_and_the_fetch_goes_on(setup, monkeypatch):
-    from pipeline import fetch as fetch_mod
+def nested(sender: str, depth: int) -> bytes:
+    """A message whose body is `depth` multiparts one inside the other: deeper than Python's parser can go."""
+    head = f"From: <{sender}>\r\nTo: {OFFICE}\r\nSubject: =?UTF-8?B?"
+    head += base64.b64encode("Lồng sâu".encode()).decode() + "?=\r\nMIME-Version: 1.0\r\n"
+    body = "".join(f'Content-Type: multipart/mixed; boundary="b{i}"\r\n\r\n--b{i}\r\n' for i in range(depth))
+    body += "Content-Type: text/plain\r\n\r\nx\r\n" + "".join(f"--b{i}--\r\n" for i in reversed(range(depth)))
+    return (head + body).encode()
 
-    real = fetch_mod.extract_spreadsheets
 
-    def choke(message, limits):  # stands for a parser failure no crafted message is known to cause yet
-        if "nghẹn" in fetch_mod.decode_words(str(message.get("Subject"))):
-            raise RecursionError("maximum recursion depth exceeded")
-        return real(message, limits)
-
-    monkeypatch.setattr(fetch_mod, "extract_spreadsheets", choke)
+def test_a_message_the_parser_chokes_on_is_reported_and_the_fetch_goes_on(setup):
     setup.deliver(
-        message(DUC_CHINH, attachment(book("1"), rfc2231("a.xlsx")), subject="nghẹn"),
+        nested(DUC_CHINH, 2000),
         message(DUC_CHINH, attachment(book("2"), rfc2231("b.xlsx"))),
     )
     report = setup.fetch()
-    assert report.findings[["rule", "detail"]].values.tolist() == [["mail-unreadable", "RecursionError"]]
+    assert report.findings[["rule", "detail", "value"]].values.tolist() == [
+        ["mail-unreadable", "RecursionError", DUC_CHINH]]  # told by its sender, read from its headers
     assert len(report.saved) == 1
-    assert setup.fetch().looked_at == 0
+    assert setup.fetch().looked_at == 0  # marked done: it never blocks the mailbox
+
+
+def test_a_body_part_the_parser_cannot_decode_does_not_cost_the_attachments(setup):
+    """A text body whose charset is written the RFC 2231 way, in 8 bits: asking the parser for its text
+    raises; the attachments beside it are still saved."""
+    odd = message(DUC_CHINH, attachment(book("3"), rfc2231("c.xlsx")))
+    odd = odd.replace(b"Content-Type: text/plain; charset=utf-8",
+                      b"Content-Type: text/plain; charset*=utf-8''utf-8")
+    setup.deliver(odd)
+    report = setup.fetch()
+    assert report.findings.empty
+    assert [name.endswith("_c.xlsx") for name in report.saved] == [True]
 
 
 def test_the_example_config_is_valid():
