@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from email import errors
 from email.message import Message
 
+from pipeline.findings import Finding
 from pipeline.guard import Limits as GuardLimits
 from pipeline.mailnames import DEFAULT_NAME, decode_bytes, decode_filename, suffix_of
 
@@ -74,7 +75,7 @@ class Piece:
 @dataclass
 class Extracted:
     pieces: list[Piece] = field(default_factory=list)
-    problems: list[dict] = field(default_factory=list)  # {"rule", "file", "detail", "limit"}
+    problems: list[Finding] = field(default_factory=list)
 
 
 def _mb(n: float) -> str:
@@ -101,9 +102,8 @@ def _leaves(message: Message, limit: int, out: Extracted) -> list[Message]:
         part = stack.pop()
         seen += 1
         if seen > limit:
-            out.problems.append(
-                {"rule": "mail-too-many-attachments", "file": "", "detail": f"hơn {limit} phần", "limit": 0}
-            )
+            out.problems.append(Finding("mail-too-many-attachments", file="", detail=f"hơn {limit} phần",
+                                        params={"limit": 0}))
             break
         # only a multipart's payload is asked for: a leaf's get_payload() decodes its text with the
         # declared charset, and a charset written the RFC 2231 way (charset*=utf-8''utf-8) makes that raise
@@ -158,39 +158,23 @@ def _take_part(part: Message, limits: MailLimits, out: Extracted) -> None:
             name, suffix = name + SPREADSHEET_TYPES[ctype], SPREADSHEET_TYPES[ctype]
         else:
             if not _is_inline(part) and not ctype.startswith("image/"):
-                out.problems.append({"rule": "mail-not-spreadsheet", "file": name})
+                out.problems.append(Finding("mail-not-spreadsheet", file=name))
             return
     if _declared_size(part) > limits.max_attachment:
-        out.problems.append(
-            {
-                "rule": "mail-attachment-too-large",
-                "file": name,
-                "detail": _mb(_declared_size(part)),
-                "limit": _mb(limits.max_attachment),
-            }
-        )
+        out.problems.append(Finding("mail-attachment-too-large", file=name, detail=_mb(_declared_size(part)),
+                                    params={"limit": _mb(limits.max_attachment)}))
         return
     try:
         data = part.get_payload(decode=True) or b""
     except (ValueError, TypeError, AssertionError):
-        out.problems.append(
-            {"rule": "mail-attachment-broken", "file": name, "detail": "không giải mã được"}
-        )
+        out.problems.append(Finding("mail-attachment-broken", file=name, detail="không giải mã được"))
         return
     if any(isinstance(d, _BROKEN) for d in getattr(part, "defects", ())):
-        out.problems.append(
-            {"rule": "mail-attachment-broken", "file": name, "detail": "mã hóa base64 sai"}
-        )
+        out.problems.append(Finding("mail-attachment-broken", file=name, detail="mã hóa base64 sai"))
         return
     if len(data) > limits.max_attachment:
-        out.problems.append(
-            {
-                "rule": "mail-attachment-too-large",
-                "file": name,
-                "detail": _mb(len(data)),
-                "limit": _mb(limits.max_attachment),
-            }
-        )
+        out.problems.append(Finding("mail-attachment-too-large", file=name, detail=_mb(len(data)),
+                                    params={"limit": _mb(limits.max_attachment)}))
         return
     if suffix in ZIP_SUFFIXES:
         _unzip(name, data, limits, out)
@@ -210,18 +194,10 @@ def extract_spreadsheets(message: Message, limits: MailLimits = MailLimits()) ->
         except _PART_FAULTS:  # one part the parser cannot take apart; the message's other parts still count
             name = _name_or_none(part)
             if name:
-                out.problems.append(
-                    {"rule": "mail-attachment-broken", "file": name, "detail": "không đọc được"}
-                )
+                out.problems.append(Finding("mail-attachment-broken", file=name, detail="không đọc được"))
     if len(out.pieces) > limits.max_files:
-        out.problems.append(
-            {
-                "rule": "mail-too-many-attachments",
-                "file": "",
-                "detail": f"{len(out.pieces)} tệp",
-                "limit": limits.max_files,
-            }
-        )
+        out.problems.append(Finding("mail-too-many-attachments", file="", detail=f"{len(out.pieces)} tệp",
+                                    params={"limit": limits.max_files}))
         del out.pieces[limits.max_files :]
     return out
 
@@ -260,7 +236,7 @@ def _unzip(container: str, data: bytes, limits: MailLimits, out: Extracted) -> N
     """Add the spreadsheets of a .zip to `out`, within the limits; never writes anything."""
 
     def refuse(detail: str, file: str = container, rule: str = "mail-zip-refused", **extra) -> None:
-        out.problems.append({"rule": rule, "file": file, "detail": detail, **extra})
+        out.problems.append(Finding(rule, file=file, detail=detail, params=extra))
 
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
@@ -284,7 +260,7 @@ def _unzip(container: str, data: bytes, limits: MailLimits, out: Extracted) -> N
             refuse("tệp nén nằm trong tệp nén khác", file=shown)
             continue
         if suffix not in SPREADSHEET_SUFFIXES:
-            out.problems.append({"rule": "mail-not-spreadsheet", "file": shown})
+            out.problems.append(Finding("mail-not-spreadsheet", file=shown))
             continue
         if info.file_size > 1_000_000 and info.file_size > limits.max_zip_ratio * max(1, info.compress_size):
             refuse(

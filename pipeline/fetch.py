@@ -13,6 +13,7 @@ is a finding for it, and the fetch goes on.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import email
 import email.message
@@ -34,7 +35,7 @@ from pipeline.atomic import atomic_path
 from pipeline.attachments import MailLimits, extract_spreadsheets
 from pipeline.config import MailConfig, Server
 from pipeline.definition import load_rules
-from pipeline.findings import make_findings
+from pipeline.findings import Finding, make_findings
 from pipeline.mailnames import decode_words, parse_headers, parse_message, safe_name, saved_name
 from pipeline.store import Store, note_file, now
 
@@ -259,7 +260,7 @@ class _Context:
     account: str
     mailbox: str
     uidvalidity: int
-    records: list[dict] = field(default_factory=list)  # problems, as finding records
+    records: list[Finding] = field(default_factory=list)  # the problems met
 
 
 def _save(ctx: _Context, conn, data: bytes, name: str, when: dt.datetime, who: str) -> tuple[str, bool]:
@@ -306,7 +307,7 @@ def process_message(ctx: _Context, uid: int, raw: bytes, internaldate: dt.dateti
     subject = decode_words(_header(message, "Subject"))[:500]
     result = MessageResult(uid, when, sender, code, subject)
     who = unit.get("slug") or sender or "khong-ro"
-    base = {"value": sender, "unit_code": code, "unit_name": unit.get("unit_name")}
+    base = {"value": sender, "unit_code": code, "unit_name": unit.get("unit_name")}  # every finding's sender
     with ctx.store.transaction() as conn:
         if conn.execute("SELECT 1 FROM mail_messages WHERE message_key = ?", (key,)).fetchone():
             result.status = "seen"
@@ -317,18 +318,18 @@ def process_message(ctx: _Context, uid: int, raw: bytes, internaldate: dt.dateti
                 raise fault
             found = extract_spreadsheets(message, ctx.limits)
         except _MESSAGE_FAULTS as exc:
-            ctx.records.append(base | {"rule": "mail-unreadable", "file": "", "detail": type(exc).__name__})
+            ctx.records.append(Finding("mail-unreadable", file="", detail=type(exc).__name__, **base))
             result.status = "unreadable"
             _record_message(conn, ctx, key, uid, message_id, when, sender, subject, raw, code, "unreadable")
             _advance(conn, ctx, uid)
             return result
         _record_message(conn, ctx, key, uid, message_id, when, sender, subject, raw, code, "done")
         for problem in found.problems:
-            ctx.records.append(base | problem)
+            ctx.records.append(dataclasses.replace(problem, **base))
             conn.execute(
                 "INSERT INTO mail_attachments (message_key, name, unit_code, status, rule, detail) "
                 "VALUES (?, ?, ?, 'refused', ?, ?)",
-                (key, problem.get("file") or "", code, problem["rule"], str(problem.get("detail") or "")),
+                (key, problem.file or "", code, problem.rule, str(problem.detail or "")),
             )
         for piece in found.pieces:
             shown = f"{piece.container}/{piece.name}" if piece.container else piece.name
@@ -337,7 +338,7 @@ def process_message(ctx: _Context, uid: int, raw: bytes, internaldate: dt.dateti
             rule = detail = None
             if unsafe:
                 rule, detail = "mail-name-unsafe", unsafe
-                ctx.records.append(base | {"rule": rule, "file": shown, "detail": unsafe})
+                ctx.records.append(Finding(rule, file=shown, detail=unsafe, **base))
             before = _saved_before(conn, sha)
             if before is not None:
                 result.duplicates.append((shown, before))
@@ -347,7 +348,7 @@ def process_message(ctx: _Context, uid: int, raw: bytes, internaldate: dt.dateti
                 result.saved.append((shown, saved))
                 status = "saved"
                 if code is None:
-                    ctx.records.append(base | {"rule": "mail-sender-unknown", "file": saved})
+                    ctx.records.append(Finding("mail-sender-unknown", file=saved, **base))
             conn.execute(
                 "INSERT INTO mail_attachments (message_key, name, saved_path, sha256, size, unit_code, "
                 "status, "
@@ -560,17 +561,15 @@ def _too_large(ctx: _Context, conn, uid: int, head: dict) -> MessageResult:
     when = _date_of(message, head["internaldate"])
     subject = decode_words(str(message.get("Subject", "")))[:500]
     key = head["message_id"] or f"uid:{ctx.account}/{ctx.mailbox}/{ctx.uidvalidity}/{uid}"
-    ctx.records.append(
-        {
-            "rule": "mail-message-too-large",
-            "file": "",
-            "value": sender,
-            "unit_code": code,
-            "unit_name": ctx.units.get(code, {}).get("unit_name") if code else None,
-            "detail": f"{head['size'] / 1_000_000:.1f} MB".replace(".", ","),
-            "limit": f"{ctx.limits.max_message / 1_000_000:.0f} MB",
-        }
-    )
+    ctx.records.append(Finding(
+        "mail-message-too-large",
+        file="",
+        value=sender,
+        unit_code=code,
+        unit_name=ctx.units.get(code, {}).get("unit_name") if code else None,
+        detail=f"{head['size'] / 1_000_000:.1f} MB".replace(".", ","),
+        params={"limit": f"{ctx.limits.max_message / 1_000_000:.0f} MB"},
+    ))
     with ctx.store.transaction() as tx:
         _record_message(tx, ctx, key, uid, head["message_id"], when, sender, subject, None, code, "too-large")
         _advance(tx, ctx, uid)

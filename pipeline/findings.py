@@ -8,9 +8,11 @@ Columns are those of `tonghop check --json` (FINDING_COLUMNS) plus the internal 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import string
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -36,6 +38,49 @@ INTERNAL_COLUMNS = ["submission", "label", "detail", "suggestions", "other", "al
 ALL_COLUMNS = FINDING_COLUMNS + INTERNAL_COLUMNS
 SEVERITY_ORDER = {"error": 0, "warning": 1}
 SEVERITY_VN = {"error": "Lỗi", "warning": "Cảnh báo"}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem, as a stage records it: the rule, where it is, what was found. Severity and message
+    are never stated here: `make_findings` takes them from the rules registry. Stages that find problems
+    one at a time (the guard's and the reader's verdicts, identification, mail) make Findings; stages
+    that work over all wards at once (validation, cross-checks, plausibility) make frames whose columns
+    are RECORD_COLUMNS; `make_findings` takes either."""
+
+    rule: str
+    submission: int | None = None  # the workbook's index in the run; None: the file as a whole, a mail
+    file: str | None = None  # the file's name as people see it (set by the wiring for a submission's)
+    sheet: str | None = None
+    cell: str | None = None
+    field: str | None = None
+    value: object = None  # what the cell (or the file, the mail) held
+    expected: object = None  # a figure known to be right (a recomputed total), else None
+    suggestion: object = None  # a likely reading the ward must confirm, else None
+    detail: object = None  # what the message says besides ({detail}: a range, a file name, a limit)
+    unit_code: str | None = None
+    unit_name: str | None = None
+    params: Mapping[str, object] = dataclasses.field(default_factory=dict)  # the rule's other placeholders
+
+    def record(self) -> dict[str, object]:
+        """The finding as one record of RECORD_COLUMNS (and its rule's own placeholders)."""
+        out = {name: getattr(self, name) for name in RECORD_COLUMNS}
+        out.update(self.params)
+        return out
+
+
+# The columns of a stage's records (a Finding's fields); make_findings adds severity, message and label.
+RECORD_COLUMNS = [f.name for f in dataclasses.fields(Finding) if f.name != "params"]
+
+
+def records_frame(records: Iterable[Finding | Mapping[str, object]]) -> pd.DataFrame:
+    """A frame of stage records (at least RECORD_COLUMNS) from Findings or mappings."""
+    rows = [r.record() if isinstance(r, Finding) else dict(r) for r in records]
+    df = pd.DataFrame(rows)
+    for col in RECORD_COLUMNS:
+        if col not in df.columns:
+            df[col] = None
+    return df
 
 
 class _Blank(dict):
@@ -81,13 +126,15 @@ def _suppressed(df: pd.DataFrame, rules: Mapping) -> pd.Series:
     return out
 
 
-def make_findings(records: Iterable[Mapping[str, object]] | pd.DataFrame, rules: Mapping) -> pd.DataFrame:
-    """Build the findings frame from records holding at least `rule`; fill severity and message.
+def make_findings(records: Iterable[Finding | Mapping[str, object]] | pd.DataFrame, rules: Mapping
+                  ) -> pd.DataFrame:
+    """Build the findings frame from Findings, records or a frame of records holding at least `rule`;
+    fill severity and message from the registry.
 
     `rules` maps rule id → Rule (severity, message). Returns a frame with ALL_COLUMNS; `value` and
     `expected` are kept as given (numbers stay numbers) and shown Vietnamese-style in the message.
     """
-    df = records.copy() if isinstance(records, pd.DataFrame) else pd.DataFrame(list(records))
+    df = records.copy() if isinstance(records, pd.DataFrame) else records_frame(records)
     for col in ALL_COLUMNS:
         if col not in df.columns:
             df[col] = None
