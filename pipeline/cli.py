@@ -364,7 +364,7 @@ def cmd_consolidate(args: argparse.Namespace) -> int:
     if summary.wrong_period:
         wrong = summary.wrong_period
         print(f"Chỉ gửi báo cáo của kỳ khác ({len(wrong)}): {', '.join(wrong)}.")
-    if summary.on_time is not None:
+    if summary.on_time is not None and summary.received:
         print(f"Nộp đúng hạn ({deadline:%d/%m/%Y}): {summary.on_time}/{summary.received} đơn vị đã nộp.")
     print(f"Phát hiện {summary.errors} lỗi và {summary.warnings} cảnh báo.")
     if summary.left_out:

@@ -254,7 +254,9 @@ def test_an_empty_inbox_gives_every_unit_missing(tmp_path, capsys):
     (inbox / "ghi-chu.txt").write_text("chưa có gì", encoding="utf-8")
     assert main(["consolidate", "--inbox", str(inbox), "--out", str(tmp_path / "o"), "--period", PERIOD,
                  "--quiet"]) == 1
-    assert "đã nhận 0/21 đơn vị" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "đã nhận 0/21 đơn vị" in said
+    assert "Nộp đúng hạn" not in said  # "0/0 on time" says nothing to an officer
     rows = _sheet(tmp_path / "o" / PERIOD / "thi-xa-dong-trieu.xlsx", "Tình hình nộp báo cáo")
     status = [r[9] for r in rows[3:] if r and str(r[0]).startswith("07")]
     assert status == ["Chưa nộp"] * 21
