@@ -63,8 +63,8 @@ class Finding:
     params: Mapping[str, object] = dataclasses.field(default_factory=dict)  # the rule's other placeholders
 
     def record(self) -> dict[str, object]:
-        """The finding as one record of RECORD_COLUMNS (and its rule's own placeholders)."""
-        out = {name: getattr(self, name) for name in RECORD_COLUMNS}
+        """The finding as one record: the columns of RECORD_COLUMNS it sets, and its rule's placeholders."""
+        out = {name: v for name in RECORD_COLUMNS if (v := getattr(self, name)) is not None}
         out.update(self.params)
         return out
 
@@ -74,13 +74,8 @@ RECORD_COLUMNS = [f.name for f in dataclasses.fields(Finding) if f.name != "para
 
 
 def records_frame(records: Iterable[Finding | Mapping[str, object]]) -> pd.DataFrame:
-    """A frame of stage records (at least RECORD_COLUMNS) from Findings or mappings."""
-    rows = [r.record() if isinstance(r, Finding) else dict(r) for r in records]
-    df = pd.DataFrame(rows)
-    for col in RECORD_COLUMNS:
-        if col not in df.columns:
-            df[col] = None
-    return df
+    """A frame of stage records from Findings or mappings: a column for each key any of them sets."""
+    return pd.DataFrame([r.record() if isinstance(r, Finding) else dict(r) for r in records])
 
 
 class _Blank(dict):

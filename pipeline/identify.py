@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from pipeline.definition import Definition
+from pipeline.findings import Finding
 from pipeline.text import nfc, unit_key
 
 SUBMISSION_UNIT_COLUMNS = [
@@ -40,7 +41,7 @@ def identify(
     metas: dict[int, dict],
     values: pd.DataFrame,
     period: str | None,
-) -> tuple[pd.DataFrame, list[dict]]:
+) -> tuple[pd.DataFrame, list[Finding]]:
     """Match each submission to a unit of the list and check template version and period.
 
     `metas`: submission → hidden-sheet metadata; `values`: the parsed long frame. Returns
@@ -54,7 +55,8 @@ def identify(
     }
     by_code = {r["unit_code"]: r for r in units.to_dict("records")}  # plain dicts: no .loc per submission
     by_key = {r["key"]: r for r in units.drop_duplicates("key").to_dict("records")}
-    rows, findings = [], []
+    rows: list[dict] = []
+    findings: list[Finding] = []
 
     def cell(sub: int, fid: str) -> tuple[str, str]:
         return found.get((sub, fid)) or ("", definition.fields[fid].cell)
@@ -65,61 +67,28 @@ def identify(
         code = code or _clean(meta.get("unit_code"))
         version = _clean(meta.get("template_version"))
         if version and version != str(definition.version):
-            findings.append(
-                {
-                    "submission": sub,
-                    "field": "",
-                    "cell": "",
-                    "rule": "template-version",
-                    "value": f"{definition.id} v{version}",
-                    "expected": definition.template_key,
-                }
-            )
+            findings.append(Finding("template-version", sub, field="", cell="",
+                                    value=f"{definition.id} v{version}", expected=definition.template_key))
         unit = None
         if code and code.zfill(5) in by_code:
             unit = by_code[code.zfill(5)]
             code = code.zfill(5)
         else:
             if code:  # a code that is not in the list is wrong even when the name tells the unit
-                findings.append(
-                    {
-                        "submission": sub,
-                        "field": f_code.id,
-                        "cell": code_cell,
-                        "rule": "unit-unknown",
-                        "value": code,
-                    }
-                )
+                findings.append(Finding("unit-unknown", sub, field=f_code.id, cell=code_cell, value=code))
             if name and unit_key(name) in by_key:
                 unit = by_key[unit_key(name)]
                 code = unit["unit_code"]
             elif name and not code:
-                findings.append(
-                    {
-                        "submission": sub,
-                        "field": f_name.id,
-                        "cell": name_cell,
-                        "rule": "unit-unknown",
-                        "value": name,
-                    }
-                )
+                findings.append(Finding("unit-unknown", sub, field=f_name.id, cell=name_cell, value=name))
         if unit is None and not code and not name:
-            findings.append(
-                {"submission": sub, "field": f_name.id, "cell": name_cell, "rule": "unit-missing"}
-            )
+            findings.append(Finding("unit-missing", sub, field=f_name.id, cell=name_cell))
         got_period, period_cell = cell(sub, f_period.id)
         got_period = got_period or _clean(meta.get("period"))
         if period and got_period != period:
-            findings.append(
-                {
-                    "submission": sub,
-                    "field": f_period.id,
-                    "cell": period_cell,
-                    "rule": "period-mismatch" if got_period else "period-missing",
-                    "value": got_period,
-                    "detail": period,
-                }
-            )
+            rule = "period-mismatch" if got_period else "period-missing"
+            findings.append(Finding(rule, sub, field=f_period.id, cell=period_cell, value=got_period,
+                                    detail=period))
         row = {"submission": sub, "period": got_period, "in_period": not period or got_period == period}
         if unit is not None:
             u = unit | {"unit_code": code}

@@ -32,6 +32,7 @@ import python_calamine as pc
 from openpyxl.utils import get_column_letter
 
 from pipeline.definition import META_SHEET, Definition
+from pipeline.findings import Finding
 from pipeline.text import fold
 
 _fold = lru_cache(maxsize=8192)(fold)
@@ -67,7 +68,7 @@ class RawSubmission:
     path: str
     meta: dict[str, str] = field(default_factory=dict)
     cells: list[tuple[str, object, str, bool, str]] = field(default_factory=list)
-    problems: list[tuple[str, str, str, str]] = field(default_factory=list)  # rule, sheet, cell, field
+    problems: list[Finding] = field(default_factory=list)
     sheets_found: int = 0
 
 
@@ -158,7 +159,7 @@ def _form_cells(spec: SheetSpec, grid: list[list], out: RawSubmission, sheet: st
             r, c = by_id[0]
             vc = header[0][1] if header else col + (c - spec.id_col)
         else:
-            out.problems.append(("field-missing", sheet, "", fid))
+            out.problems.append(Finding("field-missing", sheet=sheet, cell="", field=fid))
             continue
         out.cells.append((fid, _cell(grid, r, vc), a1(r, vc), False, ""))
 
@@ -193,7 +194,7 @@ def _table_cells(spec: SheetSpec, grid: list[list], out: RawSubmission, sheet: s
     for fid, rid, _, cid, *_ in spec.fields:
         r, c = row_of.get(rid), col_of.get(cid)
         if r is None or c is None:
-            out.problems.append(("field-missing", sheet, "", fid))
+            out.problems.append(Finding("field-missing", sheet=sheet, cell="", field=fid))
             continue
         out.cells.append((fid, _cell(grid, r, c), a1(r, c), False, ""))
 
@@ -474,18 +475,18 @@ def read_workbook(path: str | Path, spec: ReadSpec) -> RawSubmission:
         meta = _read_meta(wb, names)
         out.meta = meta or {}
         if meta is not None and meta.get("template_id") not in (None, "", spec.template_id):
-            out.problems.append(("not-template", "", "", ""))
+            out.problems.append(Finding("not-template", sheet="", cell="", field=""))
             return out
         found = {s.name: _match_sheet(s.name, [n for n in names if n != META_SHEET]) for s in spec.sheets}
         out.sheets_found = sum(v is not None for v in found.values())
         if meta is None and out.sheets_found * 2 < len(spec.sheets):
-            out.problems.append(("not-template", "", "", ""))
+            out.problems.append(Finding("not-template", sheet="", cell="", field=""))
             return out
         sheet_of: dict[str, str] = {}
         for s in spec.sheets:
             actual = found[s.name]
             if actual is None:
-                out.problems.append(("sheet-missing", s.name, "", ""))
+                out.problems.append(Finding("sheet-missing", sheet=s.name, cell="", field=""))
                 continue
             grid = wb.get_sheet_by_name(actual).to_python(skip_empty_area=False)
             before = len(out.cells)
@@ -493,7 +494,7 @@ def read_workbook(path: str | Path, spec: ReadSpec) -> RawSubmission:
             for fid, *_ in out.cells[before:]:
                 sheet_of[fid] = actual
         if out.sheets_found and not out.cells:
-            out.problems.append(("not-template", "", "", ""))
+            out.problems.append(Finding("not-template", sheet="", cell="", field=""))
             return out
         _mark_percent_formats(path, names, out, spec, sheet_of)
         _mark_formulas(path, out, spec, sheet_of)

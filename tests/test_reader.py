@@ -9,6 +9,7 @@ import xlsxwriter
 from sample_inbox import DUC_CHINH, plausible
 
 from pipeline.definition import load_definition
+from pipeline.findings import Finding
 from pipeline.reader import make_spec, read_workbook
 from pipeline.template import render_workbook
 from pipeline.units import load_units
@@ -98,7 +99,7 @@ def test_a_field_that_cannot_be_found_is_a_problem_not_a_crash(tmp_path):
         ws.delete_rows(DEF.fields["households"].row)
 
     raw = read_workbook(_edit(path, edit), SPEC)
-    assert ("field-missing", "Thông tin chung", "", "households") in raw.problems
+    assert Finding("field-missing", sheet="Thông tin chung", cell="", field="households") in raw.problems
 
 
 def test_another_workbook_is_not_the_template(tmp_path):
@@ -107,13 +108,13 @@ def test_another_workbook_is_not_the_template(tmp_path):
     wb.add_worksheet("Sheet1").write("A1", "Báo cáo tài chính")
     wb.close()
     raw = read_workbook(path, SPEC)
-    assert [p[0] for p in raw.problems] == ["not-template"] and raw.cells == []
+    assert [p.rule for p in raw.problems] == ["not-template"] and raw.cells == []
 
 
 def test_other_template_id_is_not_the_template(tmp_path):
     path = _render(tmp_path, {})
     _edit(path, lambda wb: wb["_tonghop"].cell(1, 2, "bao-cao-khac"))
-    assert [p[0] for p in read_workbook(path, SPEC).problems] == ["not-template"]
+    assert [p.rule for p in read_workbook(path, SPEC).problems] == ["not-template"]
 
 
 def test_percent_formatted_fraction_is_flagged(tmp_path):

@@ -10,6 +10,7 @@ import pytest
 from sample_inbox import plausible
 
 from pipeline.definition import load_definition
+from pipeline.findings import Finding
 from pipeline.reader import make_spec, read_workbook
 from pipeline.run import Options, check_files
 from pipeline.template import render_workbook
@@ -53,7 +54,7 @@ def test_sheet_missing(tmp_path):
     del wb["Huy động xã hội"]
     wb.save(path)
     raw = read_workbook(path, make_spec(DEF))
-    assert ("sheet-missing", "Huy động xã hội", "", "") in raw.problems
+    assert Finding("sheet-missing", sheet="Huy động xã hội", cell="", field="") in raw.problems
     f = _check(path)
     assert "sheet-missing" in set(f["rule"]) and "Huy động xã hội" in set(f["sheet"])
 
