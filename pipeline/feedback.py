@@ -1,5 +1,8 @@
 """A ward's feedback workbook: the template re-rendered with its own figures, cells with findings marked.
 
+`write_feedback` writes one per chosen submission of a known unit, in the process pool (pipeline.pool);
+`render` writes one.
+
 Every feedback workbook is what `template.render_workbook` writes. Most wards have no finding, and for
 them only the figures and the unit's name differ from one workbook to the next, so the same workbook is
 made faster: the template is rendered once per process and period with placeholders (a number from
@@ -14,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +28,9 @@ from openpyxl.utils.datetime import to_excel
 from pipeline import xlsx_patch
 from pipeline.definition import NUMERIC, Definition, Field
 from pipeline.findings import FINDING_COLUMNS
+from pipeline.pool import SHARED, run_tasks
 from pipeline.template import Mark, TypedOver, is_input, render_workbook
+from pipeline.text import slug
 from pipeline.xlsx import is_blank, is_number
 
 CODE_MARK, NAME_MARK = "\ue000unit_code\ue001", "\ue000unit_name\ue001"
@@ -172,3 +177,45 @@ def render(definition: Definition, path: Path, period: str, unit: Mapping, value
     render_workbook(definition, path, period=period, unit=unit, values=values, marks=marks(findings),
                     findings=findings, changes=changes)
 
+
+def _render_task(task: tuple) -> None:
+    """Render one feedback workbook in a worker of `write_feedback` (the definition and period shared)."""
+    path, unit, values, findings, changes = task
+    findings = SHARED["no_findings"] if findings is None else findings
+    render(SHARED["definition"], path, SHARED["period"], unit, values, findings, changes=changes)
+
+
+def write_feedback(
+    definition: Definition,
+    out_dir: Path,
+    period: str,
+    units: pd.DataFrame,
+    chosen: pd.DataFrame,
+    values: pd.DataFrame,
+    findings: pd.DataFrame,
+    on_progress: Callable | None = None,
+    jobs: int = 1,
+    changes: dict | None = None,
+) -> dict[str, str]:
+    """One feedback workbook per chosen submission with a known unit, rendered by `jobs` processes
+    (the files are the same whatever `jobs`); `changes` (submission → (older version, changed cells),
+    see history_steps.feedback_changes) lists what changed since the file it replaced. Returns
+    unit_code → path relative to `out_dir`."""
+    changes = changes or {}
+    by_code = {r["unit_code"]: r for r in units.to_dict("records")}
+    shown = shown_values(values[values["submission"].isin(chosen.index)])
+    by_sub = dict(tuple(findings.groupby("submission", sort=False)))
+    links, tasks = {}, []
+    for sub, code in chosen.loc[chosen["unit_code"].astype(bool), "unit_code"].items():
+        unit = by_code[code] | {"unit_code": code}
+        rel = f"feedback/{code}-{slug(unit['unit_name'])}.xlsx"
+        tasks.append((out_dir / rel, unit, shown.get(sub, {}), by_sub.get(sub), changes.get(sub)))
+        links[code] = rel
+    run_tasks(
+        _render_task,
+        tasks,
+        jobs,
+        on_done=(lambda n: on_progress("feedback", n, len(tasks))) if on_progress else None,
+        shared={"definition": definition, "period": period, "no_findings": findings.iloc[0:0]},
+    )
+    return links

@@ -3,7 +3,8 @@
 `consolidate_inbox(...)` takes in the inbox (pipeline.inbox), runs `check_files`, resolves
 resubmissions, consolidates and writes every output into the staging folder of pipeline.outbox,
 which swaps it in for `<out>/<period>/` (a lock keeps two runs from writing the same folder). The
-feedback and district workbooks are written by the process pool of pipeline.pool. Returns a
+feedback workbooks (pipeline.feedback.write_feedback) and district workbooks are written by the process
+pool of pipeline.pool. Returns a
 `Summary`; progress goes through `on_progress(stage, done, total)`.
 """
 
@@ -30,7 +31,7 @@ from pipeline.consolidate import (
     consolidate,
 )
 from pipeline.definition import IDENTITY_ROLES, Definition
-from pipeline.feedback import shown_values
+from pipeline.feedback import write_feedback
 from pipeline.findings import make_findings, sort_findings
 from pipeline.history import RunHistory
 from pipeline.inbox import WORKBOOK_SUFFIXES, discover, take_in
@@ -136,50 +137,6 @@ def _manifest_inputs(subs: pd.DataFrame, resub: list[dict], shas: pd.Series, nam
         item = {"file": name, "sha256": sha if isinstance(sha, str) else None}
         out.append(item | read.get(name, {"unit_code": None, "period": None, "status": "unreadable"}))
     return out
-
-
-def _render_feedback(task: tuple) -> None:
-    from pipeline.feedback import render
-
-    path, unit, values, findings, changes = task
-    findings = SHARED["no_findings"] if findings is None else findings
-    render(SHARED["definition"], path, SHARED["period"], unit, values, findings, changes=changes)
-
-
-def write_feedback(
-    definition: Definition,
-    out_dir: Path,
-    period: str,
-    units: pd.DataFrame,
-    chosen: pd.DataFrame,
-    values: pd.DataFrame,
-    findings: pd.DataFrame,
-    on_progress: Callable | None = None,
-    jobs: int = 1,
-    changes: dict | None = None,
-) -> dict[str, str]:
-    """One feedback workbook per chosen submission with a known unit, rendered by `jobs` processes
-    (the files are the same whatever `jobs`); `changes` (submission → (older version, changed cells),
-    see history_steps.feedback_changes) lists what changed since the file it replaced. Returns
-    unit_code → path relative to `out_dir`."""
-    changes = changes or {}
-    by_code = {r["unit_code"]: r for r in units.to_dict("records")}
-    shown = shown_values(values[values["submission"].isin(chosen.index)])
-    by_sub = dict(tuple(findings.groupby("submission", sort=False)))
-    links, tasks = {}, []
-    for sub, code in chosen.loc[chosen["unit_code"].astype(bool), "unit_code"].items():
-        unit = by_code[code] | {"unit_code": code}
-        rel = f"feedback/{code}-{slug(unit['unit_name'])}.xlsx"
-        tasks.append((out_dir / rel, unit, shown.get(sub, {}), by_sub.get(sub), changes.get(sub)))
-        links[code] = rel
-    run_tasks(
-        _render_feedback,
-        tasks,
-        jobs,
-        on_done=(lambda n: on_progress("feedback", n, len(tasks))) if on_progress else None,
-        shared={"definition": definition, "period": period, "no_findings": findings.iloc[0:0]},
-    )
-    return links
 
 
 def _district_names(districts: pd.DataFrame) -> dict[str, str]:
