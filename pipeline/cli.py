@@ -319,9 +319,10 @@ def _consolidate_status(summary, strict: bool) -> int:
 
 
 def cmd_consolidate(args: argparse.Namespace) -> int:
-    from pipeline.job import OutputError, RunError, consolidate_inbox
+    from pipeline.outbox import OutputError, RunError
     from pipeline.periods import load_deadlines, parse_deadline
-    from pipeline.run import Options
+    from pipeline.reading import ReadOptions
+    from pipeline.wiring import WriteOptions, consolidate_inbox
 
     definition = load_definition(args.definition)
     period = args.period
@@ -336,8 +337,8 @@ def cmd_consolidate(args: argparse.Namespace) -> int:
             definition,
             units,
             strict=args.strict,
-            feedback=not args.no_feedback,
-            options=Options(period=period, timeout=args.timeout, jobs=args.jobs, readers=args.jobs),
+            read=ReadOptions(timeout=args.timeout, readers=args.jobs),
+            write=WriteOptions(jobs=args.jobs, feedback=not args.no_feedback),
             on_progress=_progress(args.quiet),
             store=None if args.no_store else store_path(args),
             deadline=deadline,
@@ -424,7 +425,7 @@ def _print_findings(findings, out=None) -> None:
 def _files_to_check(given: list[Path]) -> list[Path]:
     """The files named, with every spreadsheet under each folder named (recursively, sorted);
     raise UsageError naming what does not exist or holds no spreadsheet."""
-    from pipeline.job import discover
+    from pipeline.inbox import discover
 
     files, missing, empty = [], [], []
     for path in given:
@@ -448,12 +449,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     import json
 
     from pipeline.findings import public, sort_findings
-    from pipeline.run import Options, check_files
+    from pipeline.reading import ReadOptions
+    from pipeline.wiring import check_files
 
     definition = load_definition(args.definition)
     files = _files_to_check(args.files)
     result = check_files(
-        files, definition, _units(args.units), options=Options(period=args.period, timeout=args.timeout)
+        files, definition, _units(args.units), period=args.period, options=ReadOptions(timeout=args.timeout)
     )
     findings = sort_findings(result.findings, definition.frame["order"])
     samples = result.submissions.loc[result.submissions["sample"], "file"].tolist()

@@ -222,8 +222,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from pipeline.changes import diff_versions
-    from pipeline.run import Options, check_files
+    from pipeline.reading import ReadOptions
     from pipeline.units import load_units
+    from pipeline.wiring import check_files
 
     missing = [str(f) for f in (args.old, args.new) if not f.is_file()]
     if missing:
@@ -231,7 +232,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     definition = load_definition(args.definition)
     result = check_files(
-        [args.old, args.new], definition, load_units(args.units), options=Options(timeout=args.timeout)
+        [args.old, args.new], definition, load_units(args.units), options=ReadOptions(timeout=args.timeout)
     )
     subs = result.submissions
     unread = [str(f) for i, f in enumerate((args.old, args.new)) if i not in subs.index]

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.checks import violations
-from pipeline.definition import Definition
+from pipeline.definition import IDENTITY_ROLES, Definition
 
 STATUS_OK, STATUS_ERRORS, STATUS_MISSING = "Đạt", "Có lỗi", "Chưa nộp"
 STATUS_WRONG_PERIOD = "Sai kỳ báo cáo"
@@ -433,3 +433,12 @@ def self_test(definition: Definition, cons: Consolidation) -> list[dict]:
             fail(r.district_code, r.field, f"lựa chọn ngoài danh sách «{r.choice}»")
     return out
 
+
+def drop_out_of_period(definition: Definition, findings: pd.DataFrame, subs: pd.DataFrame) -> pd.DataFrame:
+    """Findings without those about the figures of files of other periods: such a file is told which
+    period it carries and which template to use; its figures are not this run's business."""
+    out = subs.index[~subs["in_period"].astype(bool)]
+    identity = {f.id for f in definition.fields.values() if f.role in IDENTITY_ROLES}
+    about_figures = findings["submission"].isin(out) & findings["field"].fillna("").astype(str).ne("") & \
+        ~findings["field"].isin(identity)
+    return findings[~about_figures]

@@ -223,3 +223,31 @@ def manifest_units(table: pd.DataFrame, links: dict[str, str]) -> list[dict]:
             "feedback": links.get(r["unit_code"]),
         })
     return out
+
+
+def choice_texts(definition, cons) -> pd.DataFrame:
+    """The counted choices of each chosen unit: index unit_code, a column per choice field."""
+    fields = [f.id for f in definition.fields.values() if f.method == "count"]
+    v = cons.values
+    v = v[v["field"].isin(fields) & (v["counted"] == "Có")]
+    code = v["submission"].map(cons.units.dropna(subset=["submission"]).set_index("submission")["unit_code"])
+    return v.assign(unit_code=code).dropna(subset=["unit_code"]).pivot_table(
+        index="unit_code", columns="field", values="text", aggfunc="first")
+
+
+def manifest_inputs(subs: pd.DataFrame, resub: list[dict], shas: pd.Series, names: list[str]) -> list[dict]:
+    """manifest.json's `inputs`: every workbook-like file with its SHA-256, unit, period and what became of
+    it: chosen (its figures are this run's), superseded or duplicate (another file of the unit was
+    chosen), other-period, unknown-unit, or unreadable (no values read: a finding says why)."""
+    fate = {r["submission"]: "duplicate" if r["rule"] == "file-duplicate" else "superseded" for r in resub}
+    read = {}
+    for sub, row in subs.iterrows():
+        status = ("chosen" if row["chosen"] else "other-period" if not row["in_period"] else
+                  fate.get(sub, "unknown-unit"))
+        read[row["file"]] = {"unit_code": row["unit_code"] or None, "period": row["period"] or None,
+                             "status": status}
+    out = []
+    for sha, name in zip(shas, names, strict=True):
+        item = {"file": name, "sha256": sha if isinstance(sha, str) else None}
+        out.append(item | read.get(name, {"unit_code": None, "period": None, "status": "unreadable"}))
+    return out

@@ -129,3 +129,17 @@ def _kill(pool) -> None:
     for process in processes:
         with contextlib.suppress(Exception):
             process.join(5)
+
+
+@contextlib.contextmanager
+def fewer_collections():
+    """Run the garbage collector's young collections every 200,000 allocations instead of 700 (and
+    workers forked meanwhile inherit it). The job keeps millions of small objects alive (cells, rows,
+    XML pieces) and makes few reference cycles: at 10,000 files the default thresholds cost about 2 s
+    of the no-feedback job, mostly while the results of the reader workers come in."""
+    before = gc.get_threshold()
+    gc.set_threshold(200_000, 50, 1000)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)

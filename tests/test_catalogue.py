@@ -38,10 +38,11 @@ from pipeline.definition import Definition, load_definition, load_rules
 from pipeline.fetch import DEFAULT_LIMITS
 from pipeline.findings import make_findings, render_message
 from pipeline.isolation import Failure, map_isolated
-from pipeline.run import Options, check_files
+from pipeline.reading import ReadOptions
 from pipeline.template import render_workbook
 from pipeline.units import load_units
 from pipeline.validate import CELL_COLUMNS, validate
+from pipeline.wiring import check_files
 
 DEF = load_definition()
 LIBRARY = load_definition(Path(__file__).resolve().parent / "fixtures" / "thu-vien-xa.yaml")
@@ -71,7 +72,7 @@ Case = Callable[[Env], set]
 
 def checked(env: Env, path: Path) -> set[str]:
     """The rules `check` reports for the file at `path` (guard, reader, identification, validation)."""
-    run = check_files([path], env.definition, UNITS, options=Options(period=PERIOD, isolate=False))
+    run = check_files([path], env.definition, UNITS, period=PERIOD, options=ReadOptions(isolate=False))
     return set(run.findings["rule"])
 
 

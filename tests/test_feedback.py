@@ -122,8 +122,8 @@ def test_a_filled_feedback_workbook_can_be_sent_back_as_is(definition, tmp_path,
     import zipfile
 
     from pipeline.cli import main
-    from pipeline.run import check_files
     from pipeline.units import load_units
+    from pipeline.wiring import check_files
 
     code = "07096"
     values = {k: v.date() if hasattr(v, "date") else float(v) if isinstance(v, int) else v

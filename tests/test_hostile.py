@@ -291,8 +291,9 @@ def test_two_readers_share_the_files_and_each_file_keeps_its_own_result(tmp_path
     """With --jobs 2 two supervised workers read; a crash or a hang still costs only its own file, and
     every other file's figures stay with that file. (Whether their reads overlap in time is the
     scheduler's business: not tested.)"""
-    from pipeline import run
-    from pipeline.run import Options, check_files
+    from pipeline import reading as run
+    from pipeline.reading import ReadOptions
+    from pipeline.wiring import check_files
 
     streams: list[list] = []
     real_map = run.map_isolated
@@ -329,7 +330,7 @@ def test_two_readers_share_the_files_and_each_file_keeps_its_own_result(tmp_path
     monkeypatch.setattr(run, "read_workbook", flaky)
     # timeout 10 s: a read takes some ms, so none but the hanging one ever reaches it, however loaded
     result = check_files(paths, DEF, load_units(), names=[p.name for p in paths],
-                         options=Options(period=PERIOD, readers=2, timeout=10))
+                         period=PERIOD, options=ReadOptions(readers=2, timeout=10))
     rules = {(f, r) for f, r in zip(result.findings["file"], result.findings["rule"], strict=True)}
     assert ("crash.xlsx", "file-unreadable") in rules and ("slow.xlsx", "file-timeout") in rules
     subs = result.submissions

@@ -26,7 +26,7 @@ INTERRUPTED = ("Đã dừng theo yêu cầu (Ctrl-C). Không có tệp nào bị
                "kết quả lần chạy trước vẫn giữ nguyên.")
 # stage -> (the function a worker blocks in, how many processes reach it, extra arguments)
 STAGES = {
-    "read": ("pipeline.run.read_workbook", 1, ["--no-feedback"]),
+    "read": ("pipeline.reading.read_workbook", 1, ["--no-feedback"]),
     "feedback": ("pipeline.feedback.render", 2, []),
     "district": ("pipeline.district.write_district_workbook", 2, ["--no-feedback", "--units", "{units}"]),
 }
@@ -112,7 +112,7 @@ def test_ctrl_c_during_check_and_templates(setup, tmp_path, command):
     out = tmp_path / "mau"
     if command == "check":
         args = ["check", *map(str, sorted(setup["inbox"].glob("*.xlsx")))]
-        function = "pipeline.run.read_workbook"
+        function = "pipeline.reading.read_workbook"
     else:
         args = ["templates", "--period", PERIOD, "--out", str(out)]
         assert main(args) == 0

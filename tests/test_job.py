@@ -124,10 +124,11 @@ def test_feedback_shows_what_the_ward_typed_over_the_total(run, tmp_path):
     cell.value = 828
     wb.save(tmp_path / "sua.xlsx")
     from pipeline.definition import load_definition
-    from pipeline.run import Options, check_files
+    from pipeline.reading import ReadOptions
+    from pipeline.wiring import check_files
 
     found = check_files([tmp_path / "sua.xlsx"], load_definition(), load_units(),
-                        options=Options(period=PERIOD, isolate=False)).findings
+                        period=PERIOD, options=ReadOptions(isolate=False)).findings
     assert "total-mismatch" not in set(found["rule"])
 
 
@@ -290,7 +291,7 @@ def test_full_disk_keeps_previous_outputs(run, tmp_path, monkeypatch, capsys):
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("pipeline.job.write_csv", full)
+    monkeypatch.setattr("pipeline.wiring.write_csv", full)
     assert _consolidate(inbox, tmp_path, "--no-feedback") == 3
     err = capsys.readouterr().err
     assert "ổ đĩa đã đầy" in err and "No space" not in err  # the system's words go to the log
@@ -317,7 +318,7 @@ def test_killed_run_leaves_previous_outputs(run, tmp_path, monkeypatch):
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("pipeline.job.write_manifest", killed)
+    monkeypatch.setattr("pipeline.wiring.write_manifest", killed)
     assert _consolidate(inbox, tmp_path, "--no-feedback") == 130
     assert _hashes(tmp_path / PERIOD) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [PERIOD, "lich-su.sqlite"]  # no staging, no lock
@@ -329,7 +330,7 @@ def test_unexpected_failure_is_logged_not_shown(run, tmp_path, monkeypatch, caps
     def boom(*args, **kwargs):
         raise RuntimeError("bug")
 
-    monkeypatch.setattr("pipeline.job.consolidate", boom)
+    monkeypatch.setattr("pipeline.wiring.consolidate", boom)
     assert _consolidate(inbox, tmp_path) == 3
     err = capsys.readouterr().err
     assert "Traceback" not in err and "chi tiết được ghi trong" in err
@@ -351,7 +352,8 @@ def _contents(folder: Path) -> dict[str, object]:
 
 def test_output_is_the_same_whatever_the_number_of_processes(run, tmp_path, monkeypatch):
     inbox, _ = run
-    monkeypatch.setattr("pipeline.job.store_now", lambda: "2020-06-15T10:00:00+07:00")  # same received times
+    # the same received times in both runs
+    monkeypatch.setattr("pipeline.wiring.store_now", lambda: "2020-06-15T10:00:00+07:00")
     assert _consolidate(inbox, tmp_path / "one", "--jobs", "1") == 0
     assert _consolidate(inbox, tmp_path / "two", "--jobs", "2") == 0
     one, two = _contents(tmp_path / "one" / PERIOD), _contents(tmp_path / "two" / PERIOD)
@@ -363,7 +365,8 @@ def test_district_workbooks_are_the_same_whatever_the_number_of_processes(run, t
     """Each sample unit its own district (21 > 8): the workers write the district workbooks, each slicing
     its own district out of the frames it inherited; every file equals the one-process one."""
     inbox, _ = run
-    monkeypatch.setattr("pipeline.job.store_now", lambda: "2020-06-15T10:00:00+07:00")  # same received times
+    # the same received times in both runs
+    monkeypatch.setattr("pipeline.wiring.store_now", lambda: "2020-06-15T10:00:00+07:00")
     units = load_units().drop(columns=["key", "slug", "full_name"])
     units["district_code"] = "9" + units["unit_code"]
     units["district_name"] = "Huyện " + units["unit_name"]
@@ -389,11 +392,11 @@ def test_the_job_collects_garbage_less_often_and_restores_the_collector(run, tmp
     """Measured by `make bench`; here only that the thresholds are raised for the job and put back."""
     import gc
 
-    import pipeline.job as job
+    import pipeline.wiring as wiring
 
     inbox, _ = run
-    seen, real_run = [], job._run
-    monkeypatch.setattr(job, "_run", lambda *a: seen.append(gc.get_threshold()) or real_run(*a))
+    seen, real_stage = [], wiring._consolidate
+    monkeypatch.setattr(wiring, "_consolidate", lambda j: seen.append(gc.get_threshold()) or real_stage(j))
     before = gc.get_threshold()
     assert _consolidate(inbox, tmp_path, "--no-feedback") == 0
     assert seen and seen[0][0] >= 100_000 > before[0]
@@ -404,7 +407,7 @@ def test_grouped_puts_each_districts_rows_together_in_their_order():
     """A worker slices its district's rows out of the shared frames: rows spread over the frame are
     brought together (stably: each district's rows keep their order; rows of no district first, in no
     slice); a frame whose rows are already together is returned as it is."""
-    from pipeline.job import _grouped
+    from pipeline.district_books import _grouped
 
     frame = pd.DataFrame({"n": range(7)})
     got, spans = _grouped(frame, pd.Series(["B", "A", None, "B", "A", "C", None]))

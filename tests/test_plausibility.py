@@ -455,16 +455,17 @@ def test_a_second_report_brings_its_own_rules_from_its_yaml(raw):
 
 def test_tonghop_check_on_a_single_workbook_explains_the_slip(tmp_path):
     """The rules run in `check` on one file: the message, from the registry, reaches the officer."""
-    from pipeline.run import Options, check_files
+    from pipeline.reading import ReadOptions
     from pipeline.template import render_workbook
     from pipeline.units import load_units
+    from pipeline.wiring import check_files
 
     units = load_units()
     unit = units.set_index("unit_code").loc["07093"].to_dict() | {"unit_code": "07093"}
     path = tmp_path / "07093-duc-chinh.xlsx"
     figures = {k: v for k, v in CLEAN.items() if k not in ("unit_code", "unit_name", "period")}
     render_workbook(DEF, path, period="2020-H1", unit=unit, values=figures | {"income_per_capita_mn": 94340})
-    f = check_files([path], DEF, units, options=Options(period="2020-H1", isolate=False)).findings
+    f = check_files([path], DEF, units, period="2020-H1", options=ReadOptions(isolate=False)).findings
     row = f[f["rule"] == "magnitude-thousand"].iloc[0]
     assert (row["file"], row["cell"], row["severity"]) == (str(path), "B13", "warning")
     assert row["message"].endswith("Nếu vậy, số đúng là 94,34.")

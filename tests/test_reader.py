@@ -158,15 +158,16 @@ def test_total_formulas_are_told_from_totals_typed_over_them(tmp_path, fmt, requ
     """Whoever saved the file (openpyxl: no cached results; LibreOffice: results cached, 10 for the classes
     whose parts are partly text), a total cell still holding the template's formula is a formula and the
     one typed over is not; check then reports the typed total only, and one warning for the text."""
-    from pipeline.run import Options, check_files
+    from pipeline.reading import ReadOptions
+    from pipeline.wiring import check_files
 
     path = _typed_as_text(tmp_path)
     if fmt != "openpyxl":
         path = request.getfixturevalue("soffice_convert")(path, fmt, tmp_path / "out")
     formulas = {fid: formula for fid, _, _, _, formula in read_workbook(path, SPEC).cells if formula}
     assert set(formulas) >= {"total.classes"} and "total.participants" not in formulas
-    options = Options(period="2020-H1", isolate=False)
-    findings = check_files([path], DEF, load_units(), options=options).findings
+    findings = check_files([path], DEF, load_units(), period="2020-H1",
+                           options=ReadOptions(isolate=False)).findings
     got = set(zip(findings["cell"], findings["rule"], strict=True))
     assert ("D16", "total-mismatch") in got and ("C16", "total-mismatch") not in got
     assert ("C9", "numbers-as-text") in got

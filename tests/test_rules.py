@@ -12,16 +12,17 @@ from sample_inbox import plausible
 from pipeline.definition import load_definition
 from pipeline.findings import Finding
 from pipeline.reader import make_spec, read_workbook
-from pipeline.run import Options, check_files
+from pipeline.reading import ReadOptions
 from pipeline.template import render_workbook
 from pipeline.units import load_units
+from pipeline.wiring import check_files
 
 DEF = load_definition()
 UNITS = load_units()
 
 
 def _check(path: Path, period: str | None = "2020-H1"):
-    return check_files([path], DEF, UNITS, options=Options(period=period, isolate=False)).findings
+    return check_files([path], DEF, UNITS, period=period, options=ReadOptions(isolate=False)).findings
 
 
 def _unit(code):

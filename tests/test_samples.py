@@ -10,8 +10,9 @@ import python_calamine as pc
 from sample_inbox import make_samples
 
 from pipeline.definition import META_SHEET, SAMPLE_KEY, load_definition
-from pipeline.run import Options, check_files
+from pipeline.reading import ReadOptions
 from pipeline.units import load_units
+from pipeline.wiring import check_files
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples" / "2020-H1"
@@ -34,7 +35,8 @@ def committed():
     files = sorted(p for p in SAMPLES.rglob("*") if p.suffix in {".xlsx", ".xls", ".ods"})
     names = [p.relative_to(SAMPLES).as_posix() for p in files]
     return check_files(
-        files, load_definition(), load_units(), names=names, options=Options(period="2020-H1", isolate=False)
+        files, load_definition(), load_units(), names=names, period="2020-H1",
+        options=ReadOptions(isolate=False),
     )
 
 
