@@ -247,7 +247,9 @@ def _unknown(definition: Definition, numeric: pd.DataFrame, wide: pd.DataFrame) 
     """Boolean frame like `wide`: True where a typed figure could not be read (a total: any part)."""
     bad = (numeric["value"].isna() & ~numeric["blank"]).rename("bad")
     out = numeric.assign(bad=bad).pivot(index="submission", columns="field", values="bad")
-    out = out.reindex(index=wide.index, columns=wide.columns).fillna(False).astype(bool)
+    # .eq(True), not .fillna(False): the pivot is object (True/False/NaN) where a submission lacks a
+    # field, and pandas 2.2 warns that fillna's downcast of such a frame is deprecated
+    out = out.reindex(index=wide.index, columns=wide.columns).eq(True)
     for f in definition.fields.values():
         if f.total_of:
             out[f.id] = out[list(f.total_of)].any(axis=1)
