@@ -223,7 +223,8 @@ def _text_findings(definition: Definition, df: pd.DataFrame, wide: pd.DataFrame)
         return pd.DataFrame(columns=FINDING_KEYS)
     part_of = {p: t for t, f in definition.fields.items() for p in f.total_of}
     pairs = set(zip(wrong["submission"], wrong["field"], strict=True))
-    text = df[df["raw"].map(lambda v: v.__class__ is str) & df["value"].notna() & ~df["is_total"]]
+    text = df[df["value"].notna() & ~df["is_total"]]  # then the few typed as text (a test per value left)
+    text = text[[v.__class__ is str for v in text["raw"].tolist()]]
     keys = zip(text["submission"], text["field"].map(part_of), strict=True)
     text = text[[k in pairs for k in keys]]
     if text.empty:
