@@ -250,10 +250,11 @@ def _value_rows(values: pd.DataFrame, sid: np.ndarray) -> list[tuple[str, list[s
     cols = {"submission_id": sid, "field": values["field"].to_numpy(dtype=object),
             "cell": values["cell"].astype(object).where(values["cell"].notna(), None).to_numpy(),
             "value": figure, "text": text.to_numpy(), "raw": raw.to_numpy()}
-    if "counted" in values:
-        counted = values["counted"].astype(object)
-        cols["counted"] = np.array([None if c is None or c != c else int(bool(c)) for c in counted],
-                                   dtype=object)
+    if "counted" in values:  # 1, 0, or None (NULL) where not said; int64s land in an object array as ints
+        counted = values["counted"]
+        said = counted.notna().to_numpy()
+        cols["counted"] = np.full(len(values), None, dtype=object)
+        cols["counted"][said] = counted[said].astype(bool).to_numpy().astype(np.int64)
     out = []
     for kind, mask in (("value", has_num & ~has_raw), ("value raw", has_num & has_raw),
                        ("text", ~has_num & has_text & ~has_raw), ("text raw", ~has_num & has_raw)):

@@ -223,7 +223,8 @@ def _text_findings(definition: Definition, df: pd.DataFrame, wide: pd.DataFrame)
         return pd.DataFrame(columns=FINDING_KEYS)
     part_of = {p: t for t, f in definition.fields.items() for p in f.total_of}
     pairs = set(zip(wrong["submission"], wrong["field"], strict=True))
-    text = df[df["raw"].map(lambda v: v.__class__ is str) & df["value"].notna() & ~df["is_total"]]
+    text = df[df["value"].notna() & ~df["is_total"]]  # then the few typed as text (a test per value left)
+    text = text[[v.__class__ is str for v in text["raw"].tolist()]]
     keys = zip(text["submission"], text["field"].map(part_of), strict=True)
     text = text[[k in pairs for k in keys]]
     if text.empty:
@@ -247,7 +248,9 @@ def _unknown(definition: Definition, numeric: pd.DataFrame, wide: pd.DataFrame) 
     """Boolean frame like `wide`: True where a typed figure could not be read (a total: any part)."""
     bad = (numeric["value"].isna() & ~numeric["blank"]).rename("bad")
     out = numeric.assign(bad=bad).pivot(index="submission", columns="field", values="bad")
-    out = out.reindex(index=wide.index, columns=wide.columns).fillna(False).astype(bool)
+    # .eq(True), not .fillna(False): the pivot is object (True/False/NaN) where a submission lacks a
+    # field, and pandas 2.2 warns that fillna's downcast of such a frame is deprecated
+    out = out.reindex(index=wide.index, columns=wide.columns).eq(True)
     for f in definition.fields.values():
         if f.total_of:
             out[f.id] = out[list(f.total_of)].any(axis=1)

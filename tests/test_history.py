@@ -146,6 +146,11 @@ def test_a_run_records_every_submission_value_and_finding(inbox, tmp_path, capsy
     assert _query(
         store, "SELECT count(*) FROM cell_values WHERE value IS NULL AND text IS NULL AND raw IS NULL"
     ) == [(0,)]
+    # whether each value counted: 1 or 0 (Việt Dân's left-out figures), NULL where not said; integers
+    counted = dict(_query(store, "SELECT typeof(counted) || ':' || coalesce(counted, ''), count(*) "
+                                 "FROM cell_values GROUP BY 1"))
+    assert set(counted) <= {"integer:1", "integer:0", "null:"}
+    assert counted["integer:1"] and counted["integer:0"]
     findings = read_csv(out / PERIOD / "findings.csv", FINDINGS_HEADERS)
     assert _query(store, "SELECT count(*) FROM findings")[0][0] == len(findings)
     # the district figures, as "Tổng hợp" shows them; the fields, so the store reads on its own

@@ -73,6 +73,10 @@ def test_values_csv_labels_each_value_with_its_own_files_period(run):
     by_file = values.groupby("file")
     assert set(by_file.get_group("07096-trang-an.xlsx")["period"]) == {"2019-H2"}
     assert set(by_file.get_group("07096-trang-an.xlsx")["counted"]) == {"Không"}
+    # the reason names the file's own period (said only for such files' values)
+    assert set(by_file.get_group("07096-trang-an.xlsx")["reason"]) == {"tệp là báo cáo kỳ 2019-H2"}
+    assert set(by_file.get_group("07099-nguyen-hue.xlsx")["reason"]) == {"tệp là báo cáo kỳ không ghi kỳ"}
+    assert not by_file.get_group("07093-duc-chinh.xlsx")["reason"].fillna("").str.startswith("tệp là").any()
     assert set(by_file.get_group("07093-duc-chinh.xlsx")["period"]) == {PERIOD}
     assert "Có" in set(by_file.get_group("07093-duc-chinh.xlsx")["counted"])
 
