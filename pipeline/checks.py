@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 
 from pipeline.definition import Check, Definition
+from pipeline.findings import SUBMISSION_RECORD_COLUMNS
 from pipeline.wording import range_text
 
-CHECK_COLUMNS = ["submission", "field", "also", "left", "right", "value", "other", "rule", "detail"]
+CHECK_COLUMNS = SUBMISSION_RECORD_COLUMNS  # (pipeline.findings: the one column list of such records)
 
 
 def side_sum(m: np.ndarray, cols: list[int]) -> np.ndarray:

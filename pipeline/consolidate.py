@@ -25,6 +25,7 @@ import pandas as pd
 
 from pipeline.checks import violations
 from pipeline.definition import IDENTITY_ROLES, Definition
+from pipeline.findings import Finding
 
 STATUS_OK, STATUS_ERRORS, STATUS_MISSING = "Đạt", "Có lỗi", "Chưa nộp"
 STATUS_WRONG_PERIOD = "Sai kỳ báo cáo"
@@ -41,10 +42,10 @@ class Consolidation:
     values: pd.DataFrame  # the tidy values of the chosen (and wrong-period) files, with counted/reason
     figures: pd.DataFrame  # chosen units' numbers: index unit_code, a column per numeric field id
     left_out: pd.DataFrame  # like `figures`, True where the unit's figure is left out of the district's
-    checks: list[dict]  # findings of the self-test on the district figures (normally none)
+    checks: list[Finding]  # findings of the self-test on the district figures (normally none)
 
 
-def choose_submissions(submissions: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
+def choose_submissions(submissions: pd.DataFrame) -> tuple[pd.DataFrame, list[Finding]]:
     """Pick one submission per unit among the files of the run's period (`in_period`): identical files
     (same sha256) count once; of different files the newest wins (the definition's report date, then
     the time the file was received, then name). Files of other periods are never chosen, nor compared
@@ -64,7 +65,7 @@ def choose_submissions(submissions: pd.DataFrame) -> tuple[pd.DataFrame, list[di
     original = by_name[~dup].set_index(["unit_code", "sha256"])["file"]
     dups = by_name[dup]
     findings = [
-        {"submission": sub, "rule": "file-duplicate", "detail": original[(code, sha)]}
+        Finding("file-duplicate", sub, detail=original[(code, sha)])
         for sub, code, sha in zip(dups.index, dups["unit_code"], dups["sha256"], strict=True)
     ]
     # of the distinct files of a unit, the newest wins
@@ -80,7 +81,7 @@ def choose_submissions(submissions: pd.DataFrame) -> tuple[pd.DataFrame, list[di
     winner_file = winners.set_index("unit_code")["file"]
     losers = order[order.duplicated("unit_code")]
     findings += [
-        {"submission": sub, "rule": "file-superseded", "detail": winner_file[code]}
+        Finding("file-superseded", sub, detail=winner_file[code])
         for sub, code in zip(losers.index, losers["unit_code"], strict=True)
     ]
     others = (
@@ -393,7 +394,8 @@ def _counted_values(definition: Definition, values: pd.DataFrame, submissions: p
 def self_test(definition: Definition, cons: Consolidation) -> list[dict]:
     """Re-check every district figure against the definition: totals equal the sum of their parts,
     figures within the fields' bounds (sums: the lower bound; means: both), error-level cross-checks,
-    choices from their lists. Returns one record per failure (rule `district-check-failed`)."""
+    choices from their lists. Returns one Finding per failure (rule `district-check-failed`; the
+    district's code in its params)."""
     fields = definition.fields
     out = []
     if cons.district.empty:
@@ -405,7 +407,7 @@ def self_test(definition: Definition, cons: Consolidation) -> list[dict]:
     col = {c: i for i, c in enumerate(cols)}
 
     def fail(d: str, fid: str, what: str) -> None:
-        out.append({"district_code": d, "field": fid, "rule": "district-check-failed", "detail": what})
+        out.append(Finding("district-check-failed", field=fid, detail=what, params={"district_code": d}))
 
     for f in fields.values():
         if f.id not in col:

@@ -73,6 +73,16 @@ class Finding:
 RECORD_COLUMNS = [f.name for f in dataclasses.fields(Finding) if f.name != "params"]
 
 
+# What a rule's message may say besides a record's own columns, as columns of the frames the vectorised stages
+# make: the readings suggested, the figure compared with, the other fields involved, the fields and the
+# cells on each side of a cross-check.
+PLACEHOLDER_COLUMNS = ["suggestions", "other", "also", "left", "right", "left_cells", "right_cells"]
+# The columns of the findings frame of validation and the cross-checks, made over every ward at once: a
+# record about a submission's cells, before the wiring names its file and unit (from the submission).
+SUBMISSION_RECORD_COLUMNS = [c for c in RECORD_COLUMNS if c not in ("file", "unit_code", "unit_name")] + \
+    PLACEHOLDER_COLUMNS
+
+
 def records_frame(records: Iterable[Finding | Mapping[str, object]]) -> pd.DataFrame:
     """A frame of stage records from Findings or mappings: a column for each key any of them sets."""
     return pd.DataFrame([r.record() if isinstance(r, Finding) else dict(r) for r in records])

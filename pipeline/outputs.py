@@ -235,11 +235,11 @@ def choice_texts(definition, cons) -> pd.DataFrame:
         index="unit_code", columns="field", values="text", aggfunc="first")
 
 
-def manifest_inputs(subs: pd.DataFrame, resub: list[dict], shas: pd.Series, names: list[str]) -> list[dict]:
+def manifest_inputs(subs: pd.DataFrame, resub: list, shas: pd.Series, names: list[str]) -> list[dict]:
     """manifest.json's `inputs`: every workbook-like file with its SHA-256, unit, period and what became of
     it: chosen (its figures are this run's), superseded or duplicate (another file of the unit was
     chosen), other-period, unknown-unit, or unreadable (no values read: a finding says why)."""
-    fate = {r["submission"]: "duplicate" if r["rule"] == "file-duplicate" else "superseded" for r in resub}
+    fate = {r.submission: "duplicate" if r.rule == "file-duplicate" else "superseded" for r in resub}
     read = {}
     for sub, file, chosen, in_period, code, period in zip(  # (columns, not iterrows: 90 ms at 1,000 files)
             subs.index, subs["file"], subs["chosen"], subs["in_period"], subs["unit_code"], subs["period"],

@@ -22,6 +22,7 @@ import pandas as pd
 
 from pipeline.checks import run_checks
 from pipeline.definition import NUMERIC, Definition
+from pipeline.findings import SUBMISSION_RECORD_COLUMNS
 from pipeline.numbers import parse_date, parse_numbers
 from pipeline.plausibility import plausibility_findings
 from pipeline.schema import build_schemas, run_schema
@@ -29,8 +30,7 @@ from pipeline.text import fold, nfc, per_distinct
 from pipeline.wording import cells as cells_text
 
 CELL_COLUMNS = ["submission", "field", "raw", "cell", "pct", "formula"]
-FINDING_KEYS = ["submission", "field", "cell", "value", "rule", "expected", "suggestion", "detail",
-                "suggestions", "other", "also", "left_cells", "right_cells"]
+FINDING_KEYS = SUBMISSION_RECORD_COLUMNS  # (pipeline.findings: the one column list of such records)
 
 
 def _is_blank(raw: pd.Series) -> pd.Series:

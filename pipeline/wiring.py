@@ -249,7 +249,7 @@ class _Job:
     subs: pd.DataFrame | None = None  # submissions, with the resubmission choice
     shas: pd.Series | None = None  # per file, None for those not read
     received_by_file: pd.Series | None = None
-    resub: list[dict] = field(default_factory=list)
+    resub: list[Finding] = field(default_factory=list)  # duplicates and superseded files
     findings: pd.DataFrame | None = None
     cons: object = None  # pipeline.consolidate.Consolidated
     status: pd.Series | None = None
@@ -360,11 +360,11 @@ def _judge(job: _Job) -> None:
     """The run's findings: those of the files chosen and of other periods' identity, the resubmissions',
     each unit against its peers, and changes against earlier periods."""
     definition, subs, values = job.definition, job.subs, job.result.values
-    dropped = [r["submission"] for r in job.resub]
+    dropped = [r.submission for r in job.resub]
     findings = job.result.findings[~job.result.findings["submission"].isin(dropped)]
     findings = drop_out_of_period(definition, findings, subs)
     if job.resub:
-        extra = pd.DataFrame(job.resub).join(subs[["file", "unit_code", "unit_name"]], on="submission")
+        extra = records_frame(job.resub).join(subs[["file", "unit_code", "unit_name"]], on="submission")
         findings = pd.concat([findings, make_findings(extra, definition.rules)], ignore_index=True)
     findings = add_peer_findings(definition, subs, values, findings, job.units)
     trend = history_steps.change_findings(job.hist, definition, job.period, subs, values)
@@ -384,7 +384,7 @@ def _consolidate(job: _Job) -> None:
     findings = job.findings
     if cons.checks:
         names = job.units.drop_duplicates("district_code").set_index("district_code")["district_name"]
-        failed = pd.DataFrame(cons.checks).assign(unit_name=lambda f: f["district_code"].map(names))
+        failed = records_frame(cons.checks).assign(unit_name=lambda f: f["district_code"].map(names))
         for r in failed.itertuples(index=False):
             log.error("self-test: district %s, field %s: %s", r.district_code, r.field, r.detail)
         failed = make_findings(failed.drop(columns="district_code"), definition.rules)
@@ -499,7 +499,7 @@ def _summary(job: _Job, started_at: str) -> Summary:
         missing=cons.units.loc[cons.units["status"] == STATUS_MISSING, "full_name"].tolist(),
         periods=subs["period"].fillna("").value_counts().to_dict(),
         wrong_period=cons.units.loc[cons.units["status"] == STATUS_WRONG_PERIOD, "full_name"].tolist(),
-        self_test=[f"{r['district_code']} {r['field']}: {r['detail']}" for r in cons.checks],
+        self_test=[f"{r.params['district_code']} {r.field}: {r.detail}" for r in cons.checks],
         left_out=int(((cons.values["counted"] == "Không") & cons.values["submission"].isin(chosen)).sum()),
         period=job.period,
         samples=subs.loc[subs["sample"].astype(bool), "file"].tolist(),

@@ -36,7 +36,7 @@ from pipeline.attachments import MailLimits
 from pipeline.consolidate import choose_submissions, consolidate, self_test
 from pipeline.definition import Definition, load_definition, load_rules
 from pipeline.fetch import DEFAULT_LIMITS
-from pipeline.findings import make_findings, render_message
+from pipeline.findings import make_findings, records_frame, render_message
 from pipeline.isolation import Failure, map_isolated
 from pipeline.reading import ReadOptions
 from pipeline.template import render_workbook
@@ -239,7 +239,7 @@ def self_tested(env: Env) -> set[str]:
     cons = consolidate(env.definition, UNITS, subs, values, findings)
     assert self_test(env.definition, cons) == []
     cons.district.loc[cons.district["field"] == "literacy_rate", "value"] = 128.8
-    return rendered(env, pd.DataFrame(self_test(env.definition, cons)).assign(unit_name="Thị xã Đông Triều"))
+    return rendered(env, records_frame(self_test(env.definition, cons)).assign(unit_name="Thị xã Đông Triều"))
 
 
 def peers(env: Env, change: dict) -> set[str]:

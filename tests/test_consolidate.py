@@ -13,7 +13,7 @@ from sample_inbox import plausible
 
 from pipeline.consolidate import choose_submissions, consolidate, self_test
 from pipeline.definition import load_definition
-from pipeline.findings import make_findings
+from pipeline.findings import make_findings, records_frame
 from pipeline.units import load_units
 from pipeline.validate import CELL_COLUMNS, validate
 
@@ -115,9 +115,9 @@ def test_the_self_test_catches_a_district_figure_that_breaks_a_rule():
     broken.loc[broken["field"] == "literacy_rate", "value"] = 128.8
     cons.district = broken
     failed = self_test(DEF, cons)
-    assert {(f["field"], f["rule"]) for f in failed} >= {("literacy_rate", "district-check-failed"),
+    assert {(f.field, f.rule) for f in failed} >= {("literacy_rate", "district-check-failed"),
                                                          ("total.female", "district-check-failed")}
-    rendered = make_findings(pd.DataFrame(failed).assign(unit_name="Thị xã Đông Triều"), DEF.rules)
+    rendered = make_findings(records_frame(failed).assign(unit_name="Thị xã Đông Triều"), DEF.rules)
     assert rendered["message"].str.contains("không qua được bước tự kiểm tra").all()
 
 
