@@ -11,6 +11,7 @@ left alone from then on, and the run goes on without history.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -72,6 +73,10 @@ class RunHistory:
     period: str
     store: Store | None = None
     problem: str | None = None
+    # record() leaves its transaction open for commit(): the job commits it once the outputs are in place,
+    # so a run stopped between the two leaves the store as it was (and a rerun records it)
+    defer_commit: bool = False
+    pending: bool = False
 
     @classmethod
     def open(cls, path: Path | None, definition: Definition, period: str) -> RunHistory:
@@ -98,11 +103,24 @@ class RunHistory:
             except sqlite3.Error:
                 pass
             self.store = None
+            self.pending = False
 
     def close(self) -> None:
+        """Close the store; a run recorded but not committed is rolled back."""
         if self.store is not None:
+            if self.pending:
+                with contextlib.suppress(sqlite3.Error):
+                    self.store.conn.rollback()
+                self.pending = False
             self.store.close()
             self.store = None
+
+    @_guarded(lambda: None)
+    def commit(self) -> None:
+        """Commit the run record() left open (defer_commit); nothing when there is none."""
+        if self.pending:
+            self.pending = False
+            self.store.conn.commit()
 
     # --- what a run reads ------------------------------------------------------------------------------
 
@@ -200,6 +218,11 @@ class RunHistory:
         frame); `values` (submission key, field, cell, value, text, raw[, counted]) and `findings` (the
         findings frame; submission key or NaN) refer to those keys; `district` has district_code,
         field, value, units."""
+        if self.defer_commit:  # BEGIN here, COMMIT in commit(); a failure rolls back (fail, close)
+            self.store.conn.execute("BEGIN IMMEDIATE")
+            self.pending = True
+            return write_run(self.store.conn, self.definition, run, files, submissions, values, findings,
+                             district, run_id)
         with self.store.transaction() as conn:
             return write_run(
                 conn, self.definition, run, files, submissions, values, findings, district, run_id

@@ -291,7 +291,8 @@ def consolidate_inbox(
     try:
         with open_outbox(out, period) as box:
             log.info("tonghop %s: inbox %s, period %s", __version__, inbox, period)
-            hist = RunHistory(store, definition, period)  # connected once the files are read
+            # connected once the files are read; the run recorded is committed after the outputs' swap
+            hist = RunHistory(store, definition, period, defer_commit=True)
             run = {"started_at": store_now(), "tool_version": __version__, "period": period,
                    "command": "consolidate", "inbox": str(Path(inbox).resolve()), "out_dir": str(box.out),
                    "units_file": units.attrs.get("source"), "units_sha256": units.attrs.get("sha256"),
@@ -307,6 +308,9 @@ def consolidate_inbox(
                 summary = _summary(job, started_at)
             log.info("done: %s", summary.timings)
             box.commit()
+        hist.commit()
+        if hist.problem and not summary.store_problem:  # the commit itself failed: the run is not recorded
+            summary.store_problem, summary.run_id = hist.problem, None
     finally:
         if hist is not None:
             hist.close()

@@ -1,5 +1,6 @@
 """`tonghop consolidate` end to end on a small inbox, checked from the files it writes."""
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -318,10 +319,17 @@ def test_killed_run_leaves_previous_outputs(run, tmp_path, monkeypatch):
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("pipeline.wiring.write_manifest", killed)
+    runs = "SELECT count(*) FROM runs"
+    recorded = _query(tmp_path / "lich-su.sqlite", runs)
+    monkeypatch.setattr("pipeline.wiring.write_manifest", killed)  # after the store's write, before the swap
     assert _consolidate(inbox, tmp_path, "--no-feedback") == 130
     assert _hashes(tmp_path / PERIOD) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [PERIOD, "lich-su.sqlite"]  # no staging, no lock
+    # the store says what the outputs say: the run stopped before its outputs were in place is not in it
+    assert _query(tmp_path / "lich-su.sqlite", runs) == recorded
+    monkeypatch.undo()
+    assert _consolidate(inbox, tmp_path, "--no-feedback") == 0
+    assert _query(tmp_path / "lich-su.sqlite", runs) == recorded + 1
 
 
 def test_unexpected_failure_is_logged_not_shown(run, tmp_path, monkeypatch, capsys):
@@ -417,3 +425,10 @@ def test_grouped_puts_each_districts_rows_together_in_their_order():
     same, spans = _grouped(together, pd.Series(["A", "A", "B", None, None]))
     assert same is together and spans == {"A": slice(0, 2), "B": slice(2, 3)}
     assert _grouped(together.iloc[0:0], pd.Series([], dtype=object))[1] == {}
+
+
+def _query(store: Path, sql: str) -> int:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(store)) as conn:
+        return conn.execute(sql).fetchone()[0]
