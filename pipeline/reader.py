@@ -61,6 +61,9 @@ class ReadSpec:
 
 
 FORMULA_UNREAD = "?"
+# the long frame of every cell read, all submissions together (what pipeline.validate takes): the
+# submission's index, then a RawSubmission.cells tuple
+CELL_COLUMNS = ["submission", "field", "raw", "cell", "pct", "formula"]
 
 
 @dataclass(slots=True)

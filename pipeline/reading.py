@@ -20,8 +20,7 @@ import pandas as pd
 from pipeline.findings import Finding
 from pipeline.guard import Limits, Problem, inspect_file
 from pipeline.isolation import Failure, map_inline, map_isolated
-from pipeline.reader import RawSubmission, read_workbook
-from pipeline.validate import CELL_COLUMNS
+from pipeline.reader import CELL_COLUMNS, RawSubmission, read_workbook
 
 log = logging.getLogger("tonghop")
 

@@ -25,11 +25,11 @@ from pipeline.definition import NUMERIC, Definition
 from pipeline.findings import SUBMISSION_RECORD_COLUMNS
 from pipeline.numbers import parse_date, parse_numbers
 from pipeline.plausibility import plausibility_findings
+from pipeline.reader import CELL_COLUMNS, FORMULA_UNREAD  # noqa: F401 (CELL_COLUMNS: the frame validate takes)
 from pipeline.schema import build_schemas, run_schema
 from pipeline.text import fold, nfc, per_distinct
 from pipeline.wording import cells as cells_text
 
-CELL_COLUMNS = ["submission", "field", "raw", "cell", "pct", "formula"]
 FINDING_KEYS = SUBMISSION_RECORD_COLUMNS  # (pipeline.findings: the one column list of such records)
 
 
@@ -169,8 +169,6 @@ def _template_formula(totals: pd.DataFrame, df: pd.DataFrame, definition: Defini
     """For each total row of `df` (`totals`), True when its cell holds a formula adding exactly its parts
     as the ward's file has them (rows moved or not) — the template's formula — or a formula whose text
     is not read (FORMULA_UNREAD)."""
-    from pipeline.reader import FORMULA_UNREAD
-
     has = totals["formula"].fillna("").astype(str)
     out = np.zeros(len(totals), dtype=bool)
     todo = np.flatnonzero(has.ne("").to_numpy())
