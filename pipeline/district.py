@@ -714,6 +714,11 @@ def _cell_value(v: object) -> str | float | None:
     return x if x is not None else None if _blank(v) else str(v)
 
 
+def _cell_values(values: list) -> list:
+    """`_cell_value` of each of `values`; a finite float (most cells) is its own value."""
+    return [v if v.__class__ is float and v - v == 0.0 else _cell_value(v) for v in values]
+
+
 def _rows_spliced(book: _Book, ws, first: int, columns: list[tuple[list, object]]) -> None:
     """Rows `first`.. (0-based) of `ws` as whole columns (values, format), spliced into the closed
     workbook: xlsxwriter writes the rows' heights and, in the last row, a formatted blank per column
@@ -722,7 +727,7 @@ def _rows_spliced(book: _Book, ws, first: int, columns: list[tuple[list, object]
     last = first + n - 1
     for c, (_, fmt) in enumerate(columns):
         ws.write_blank(last, c, None, fmt)
-    cells = [_cut(book, [_cell_value(v) for v in values]) for values, _ in columns]
+    cells = [_cut(book, _cell_values(values)) for values, _ in columns]
     member = f"xl/worksheets/sheet{book.wb.worksheets().index(ws) + 1}.xml"
 
     def splice(package: xlsx_patch.Package, strings) -> dict[str, str]:
@@ -738,7 +743,7 @@ def _rows_spliced(book: _Book, ws, first: int, columns: list[tuple[list, object]
 
 def _cut(book: _Book, values: list) -> list:
     """Texts cut at Excel's limit, counted in `book.cut` (rare: the column is only copied then)."""
-    if len(max((v for v in values if v.__class__ is str), key=len, default="")) <= xlsx_patch.MAX_TEXT:
+    if max(map(len, [v for v in values if v.__class__ is str]), default=0) <= xlsx_patch.MAX_TEXT:
         return values
     most = xlsx_patch.MAX_TEXT
     cut = [v[:most] if v.__class__ is str and len(v) > most else v for v in values]
