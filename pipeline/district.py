@@ -30,7 +30,7 @@ from pipeline.outputs import VALUES_HEADERS, unit_of_measure
 from pipeline.periods import ON_TIME
 from pipeline.text import place_name
 from pipeline.worksheet import Worksheet
-from pipeline.xlsx import WORKBOOK_OPTIONS, is_blank, page_setup, row_height
+from pipeline.xlsx import WORKBOOK_OPTIONS, is_blank, page_setup, records, row_height
 
 SHEETS = ("Tổng hợp", "Theo đơn vị", "Lỗi và cảnh báo", "Tình hình nộp báo cáo", "Bảng số liệu", "Dữ liệu")
 WIDE_SHEET, DATA_SHEET = SHEETS[4], SHEETS[5]
@@ -292,7 +292,7 @@ def _summary(book: _Book, d, district, period, run_date, units, district_values,
     last = max(4 + 2 * bool(prev), *(1 + len(sh.columns) for sh in d.sheets))
     for col, width in enumerate(_SUMMARY_WIDTHS + (_EARLIER_WIDTHS if prev else ())):
         ws.set_column(col, col, width)
-    dv = {r["field"]: _Figure(r) for r in district_values.to_dict("records")}
+    dv = {r["field"]: _Figure(r) for r in records(district_values)}
     counts: dict[str, dict[str, int]] = {}
     for field, choice, count in zip(choices["field"], choices["choice"], choices["count"], strict=True):
         counts.setdefault(field, {})[str(choice)] = int(count)
@@ -586,7 +586,7 @@ def _findings(book: _Book, definition, findings: pd.DataFrame, links: Mapping[st
     book.head(ws, 0, heads, widths)
     order = findings["severity"].map(SEVERITY_ORDER).fillna(9)
     n_links = 0
-    for i, row in enumerate(findings.assign(_o=order).sort_values("_o", kind="stable").to_dict("records"), 1):
+    for i, row in enumerate(records(findings.assign(_o=order).sort_values("_o", kind="stable")), 1):
         unit = next((v for v in (row.get("unit_name"), row.get("unit_code")) if not _blank(v) and v), "")
         cells = [unit, row.get("file"), row.get("sheet"), row.get("cell"), row.get("label"),
                  show(row.get("value")), row.get("message"), show(row.get("expected")),

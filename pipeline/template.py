@@ -28,7 +28,7 @@ from pipeline.findings import SEVERITY_VN, show
 from pipeline.guard import OUTPUT_PROPERTY
 from pipeline.wording import kind_text
 from pipeline.worksheet import Worksheet
-from pipeline.xlsx import WORKBOOK_OPTIONS, is_blank, is_number, page_setup, quote_sheet, row_height
+from pipeline.xlsx import WORKBOOK_OPTIONS, is_blank, is_number, page_setup, quote_sheet, records, row_height
 
 GUIDE_SHEET, FEEDBACK_SHEET = "Hướng dẫn", "Góp ý"
 INPUT_FILL, LOCKED_FILL, HEADER_FILL = "#FFF2CC", "#F2F2F2", "#DDEBF7"
@@ -409,7 +409,7 @@ class _Renderer:
         text, wrap = self.st(border=1, valign="top"), self.st(border=1, text_wrap=True, valign="top")
         link = self.st(border=1, valign="top", align="center", font_color="#0563C1", underline=1)
         sheets = {s.name for s in self.d.sheets}
-        for r, rec in enumerate(findings.to_dict("records"), 4):
+        for r, rec in enumerate(records(findings), 4):
             sev = rec.get("severity")
             ws.write_string(r, 0, SEVERITY_VN.get(sev, str(sev or "")), self.st(
                 border=1, valign="top", bold=True, bg_color=MARK_FILL.get(sev, LOCKED_FILL)))

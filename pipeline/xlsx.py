@@ -13,6 +13,7 @@ import functools
 import math
 import numbers
 
+import numpy as np
 import pandas as pd
 
 # Ward text is text: never a formula, a link or a number (xlsxwriter's write() would make it one).
@@ -74,3 +75,15 @@ def page_setup(ws, *, landscape: bool, margins: tuple[float, float, float, float
         ws.print_area(0, 0, *print_area)
     if repeat is not None:
         ws.repeat_rows(*repeat) if isinstance(repeat, tuple) else ws.repeat_rows(repeat)
+
+
+def records(frame: pd.DataFrame) -> list[dict]:
+    """The rows of `frame` as dicts, as `frame.to_dict("records")` gives them (numpy scalars as Python
+    ones), from one conversion of the whole frame: pandas' own takes each column apart, some 6 ms per
+    district workbook for a few dozen rows."""
+    names = list(frame.columns)
+    rows = frame.to_numpy(dtype=object).tolist()
+    out = []
+    for row in rows:
+        out.append(dict(zip(names, [v.item() if isinstance(v, np.generic) else v for v in row], strict=True)))
+    return out
