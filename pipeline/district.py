@@ -610,7 +610,7 @@ def _wide(book: _Book, table: pd.DataFrame, headers: Mapping[str, str], formats:
     """Sheet "Bảng số liệu": the pivot table, a row per unit, a column per field (Vietnamese header with
     the unit of measure), the figures counted in the district figures as numbers, choices as text.
     `formats` maps a field column to its number format key (int, dec, pct). Rows are spliced in unless
-    the workbook streams its rows out."""
+    the workbook streams its rows out (`_table`)."""
     ws, f, n = book.sheet(WIDE_SHEET), book.f, len(table)
     cols = list(table.columns)
     widths = [10 if c == "unit_code" else 24 if c in ("unit_name", "district_name", "province_name")
@@ -620,13 +620,9 @@ def _wide(book: _Book, table: pd.DataFrame, headers: Mapping[str, str], formats:
     data = table.to_numpy(dtype=object).T.tolist() if n else [[] for _ in cols]  # one conversion in all
     columns = [(values, f["code"] if c == "unit_code" else f[formats[c]] if c in formats else f["text"])
                for c, values in zip(cols, data, strict=True)]
-    for i in range(n):  # the rows the splice replaces (and their height: two lines of a unit's name)
+    for i in range(n):  # two lines of a unit's name
         ws.set_row(i + 1, 17)
-    if book.splice and n:
-        _rows_spliced(book, ws, 1, columns)
-    else:
-        for i in range(n):
-            book.cells(ws, i + 1, [(values[i], fmt) for values, fmt in columns])
+    _table(book, ws, 1, [(_cell_values(values), fmt) for values, fmt in columns])
     ws.freeze_panes(1, 2)
     ws.autofilter(0, 0, max(n, 1), len(cols) - 1)
     book.page(ws, landscape=True, repeat=0)
@@ -645,7 +641,7 @@ def _submissions(book: _Book, units: pd.DataFrame) -> None:
     its deadline, when it was received and whether on time, the files it superseded and the cells that
     changed since the older one, the files of other periods it sent.
 
-    The unit rows are spliced in (`_rows_spliced`) unless the workbook streams its rows out."""
+    The unit rows are written by `_table`."""
     ws, f, n = book.sheet(SHEETS[3]), book.f, len(units)
     sent = units["status"].isin(RECEIVED)
     wrong = units["status"] == STATUS_WRONG_PERIOD
@@ -682,11 +678,7 @@ def _submissions(book: _Book, units: pd.DataFrame) -> None:
     for i in range(n):
         ws.set_row(i + 3, _height([(get["file"][i], widths[3]), (get["superseded"][i], widths[10]),
                                    (changed[i], widths[11]), (other[i], widths[12])]))
-    if book.splice and n:
-        _rows_spliced(book, ws, 3, columns)
-    else:
-        for i in range(n):
-            book.cells(ws, i + 3, [(values[i], fmt) for values, fmt in columns])
+    _table(book, ws, 3, [(_cell_values(values), fmt) for values, fmt in columns])
     book.status_colours(ws, 3, max(n + 2, 3), 9)
     for word in ("Muộn", "Quá hạn"):
         ws.conditional_format(3, 6, max(n + 2, 3), 6, {"type": "text", "criteria": "begins with",
@@ -719,15 +711,44 @@ def _cell_values(values: list) -> list:
     return [v if v.__class__ is float and v - v == 0.0 else _cell_value(v) for v in values]
 
 
-def _rows_spliced(book: _Book, ws, first: int, columns: list[tuple[list, object]]) -> None:
-    """Rows `first`.. (0-based) of `ws` as whole columns (values, format), spliced into the closed
-    workbook: xlsxwriter writes the rows' heights and, in the last row, a formatted blank per column
-    whose style the spliced cells take; a few µs a row instead of 20 µs a cell."""
+def _table(book: _Book, ws, first: int, columns: list[tuple[list, object]]) -> None:
+    """Write rows `first`.. (0-based) of `ws` from whole columns (cells, format): cells as `_cell_value`
+    gives them (text, number, None for a blank), a format or None for the column's own (set_column).
+
+    The one place the way is chosen: spliced into the closed workbook (`_table_spliced`, a few µs a
+    row) unless the workbook streams its rows out (constant_memory), then cell by cell through
+    xlsxwriter in one tight loop (about 15 µs a cell). Both give the same cells and formats."""
+    n = len(columns[0][0]) if columns else 0
+    if not n:
+        return
+    if book.splice:
+        _table_spliced(book, ws, first, columns)
+        return
+    write_string, write_number, write_blank, cut = ws.write_string, ws.write_number, ws.write_blank, 0
+    for i in range(n):  # the hot loop of a huge district; rows only grow
+        r = first + i
+        for c, (cells, fmt) in enumerate(columns):
+            v = cells[i]
+            if v.__class__ is str and v:
+                cut += write_string(r, c, v, fmt) == -2  # rows only grow: -2 is a text cut at Excel's limit
+            elif v is None or v == "":
+                if fmt is not None:
+                    write_blank(r, c, None, fmt)
+            else:
+                write_number(r, c, v, fmt)
+    book.cut += cut
+
+
+def _table_spliced(book: _Book, ws, first: int, columns: list[tuple[list, object]]) -> None:
+    """`_table`'s rows spliced in: xlsxwriter writes the rows' heights and, in the last row, a cell per
+    column whose style the spliced cells take (a formatted blank, or a 0 in a column without a format
+    of its own); the rows are built from whole columns (`xlsx_patch.table_rows`) once it is closed."""
     n = len(columns[0][0])
     last = first + n - 1
     for c, (_, fmt) in enumerate(columns):
-        ws.write_blank(last, c, None, fmt)
-    cells = [_cut(book, _cell_values(values)) for values, _ in columns]
+        ws.write_blank(last, c, None, fmt) if fmt is not None else ws.write_number(last, c, 0)
+    cells = [_cut(book, values) for values, _ in columns]
+    blanks = [fmt is not None for _, fmt in columns]  # a column's own format leaves blank cells out
     member = f"xl/worksheets/sheet{book.wb.worksheets().index(ws) + 1}.xml"
 
     def splice(package: xlsx_patch.Package, strings) -> dict[str, str]:
@@ -735,7 +756,7 @@ def _rows_spliced(book: _Book, ws, first: int, columns: list[tuple[list, object]
         styles = xlsx_patch.row_styles(xml, last + 1)
         start, end, tags = xlsx_patch.row_span(xml, first + 1, last + 1)
         spec = [(xl_col_to_name(c), styles.get(xl_col_to_name(c), ""), col) for c, col in enumerate(cells)]
-        rows = xlsx_patch.table_rows(first + 1, spec, strings, row_tags=tags, styled_blanks=True)
+        rows = xlsx_patch.table_rows(first + 1, spec, strings, row_tags=tags, styled_blanks=blanks)
         return {member: xml[:start] + rows + xml[end:]}
 
     book.splices.append(splice)
@@ -752,33 +773,23 @@ def _cut(book: _Book, values: list) -> list:
 
 
 def _data(book: _Book, values: pd.DataFrame) -> None:
-    """Sheet "Dữ liệu": the tidy table, a row per value; continues on "Dữ liệu (2)" past Excel's row limit.
-
-    With `book.splice`, xlsxwriter writes the sheet with one placeholder row and the rows are built
-    from whole columns and spliced in (`_data_spliced`). Else the cells are written through xlsxwriter
-    by a tight loop over plain lists."""
+    """Sheet "Dữ liệu": the tidy table, a row per value, written by `_table` with the columns' own
+    formats; continues on "Dữ liệu (2)" past Excel's row limit (only a streamed workbook gets there)."""
     cols = [c for c in DATA_HEADERS if c in values.columns]
-    n, texts, nums, vcol = len(values), [], [None] * len(values), 0
-    for c, name in enumerate(cols):
+    n, columns = len(values), []
+    for name in cols:
         raw = values[name].tolist()
         if name == "value":  # numbers stay numbers; text values (choices, dates, notes) stay text
-            vcol, nums = c, [v if v.__class__ is float and v == v else _number(v) for v in raw]
-            raw = [None if x is not None else v for v, x in zip(raw, nums, strict=True)]
-        texts.append((c, [v if v.__class__ is str else None if _blank(v) else str(v) for v in raw]))
-    if book.splice and 0 < n < _MAX_ROWS:
-        return _data_spliced(book, cols, n, texts, nums, vcol)
+            nums = [v if v.__class__ is float and v == v else _number(v) for v in raw]
+            columns.append([x if x is not None else v if v.__class__ is str else None if _blank(v) else str(v)
+                            for v, x in zip(raw, nums, strict=True)])
+        else:
+            columns.append([v if v.__class__ is str else None if _blank(v) else str(v) for v in raw])
     for part, start in enumerate(range(0, max(n, 1), _MAX_ROWS - 1)):
         ws = _data_sheet(book, cols, part)
         end = min(n, start + _MAX_ROWS - 1)
-        write_string, write_number, cut = ws.write_string, ws.write_number, 0
-        for i in range(start, end):  # the hot loop; rows only grow, so -2 can only mean a cut string
-            r = i - start + 1
-            for c, lst in texts:
-                if (v := lst[i]) and write_string(r, c, v) == -2:
-                    cut += 1
-            if (x := nums[i]) is not None:
-                write_number(r, vcol, x)
-        book.cut += cut
+        whole = start == 0 and end == n
+        _table(book, ws, 1, [(col if whole else col[start:end], None) for col in columns])
         _data_finish(book, ws, cols, end - start)
 
 
@@ -794,26 +805,3 @@ def _data_finish(book: _Book, ws, cols: list[str], rows: int) -> None:
     ws.freeze_panes(1, 0)
     ws.autofilter(0, 0, max(rows, 1), len(cols) - 1)
     book.page(ws, landscape=True, repeat=0)
-
-
-def _data_spliced(book: _Book, cols: list[str], n: int, texts: list, nums: list, vcol: int) -> None:
-    """"Dữ liệu" as xlsxwriter's sheet (header, widths, filter, print set-up) around a placeholder last
-    row whose cells carry the column formats; the rows themselves come from `xlsx_patch.table_rows`."""
-    ws = _data_sheet(book, cols, 0)
-    for c in range(len(cols)):
-        ws.write_number(n, c, 0)  # row n + 1: sets the sheet's extent and shows each column's format
-    _data_finish(book, ws, cols, n)
-    columns: list = [None] * len(cols)
-    for c, lst in texts:
-        columns[c] = _cut(book, lst)
-    columns[vcol] = [x if x is not None else t for x, t in zip(nums, columns[vcol], strict=True)]
-    member = f"xl/worksheets/sheet{book.wb.worksheets().index(ws) + 1}.xml"
-
-    def splice(package: xlsx_patch.Package, strings) -> dict[str, str]:
-        xml = package.text(member)
-        styles = xlsx_patch.row_styles(xml, n + 1)
-        letters = [xl_col_to_name(c) for c in range(len(cols))]
-        spec = [(a, styles.get(a, ""), col) for a, col in zip(letters, columns, strict=True)]
-        return {member: xlsx_patch.replace_row(xml, n + 1, xlsx_patch.table_rows(2, spec, strings))}
-
-    book.splices.append(splice)

@@ -79,11 +79,9 @@ def page_setup(ws, *, landscape: bool, margins: tuple[float, float, float, float
 
 def records(frame: pd.DataFrame) -> list[dict]:
     """The rows of `frame` as dicts, as `frame.to_dict("records")` gives them (numpy scalars as Python
-    ones), from one conversion of the whole frame: pandas' own takes each column apart, some 6 ms per
-    district workbook for a few dozen rows."""
+    ones, pandas' NA as None), from one conversion of the whole frame: pandas' own takes each column
+    apart, some 6 ms per district workbook for a few dozen rows."""
     names = list(frame.columns)
     rows = frame.to_numpy(dtype=object).tolist()
-    out = []
-    for row in rows:
-        out.append(dict(zip(names, [v.item() if isinstance(v, np.generic) else v for v in row], strict=True)))
-    return out
+    return [dict(zip(names, [None if v is pd.NA else v.item() if isinstance(v, np.generic) else v
+                             for v in row], strict=True)) for row in rows]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,10 +132,11 @@ def row_styles(sheet_xml: str, row: int) -> dict[str, str]:
 
 def table_rows(first_row: int, columns: Iterable[tuple[str, str, list]],
                strings: SharedStrings | None = None, *, row_tags: list[str] | None = None,
-               styled_blanks: bool = False) -> str:
+               styled_blanks: bool | Sequence[bool] = False) -> str:
     """Row elements from `first_row` for whole columns: (letter, ' s="N"' or "", values) where a value is
     a str (text), a float (number) or None/"" (no cell, or with `styled_blanks` a blank cell carrying
-    the column's style, as xlsxwriter writes a formatted blank). Every column has the same length.
+    the column's style, as xlsxwriter writes a formatted blank; a bool per column or one for all).
+    Every column has the same length.
     Texts go to `strings` (the workbook's shared strings) when given, else inline. `row_tags` are the
     rows' opening tags as xlsxwriter wrote them (with their heights; see `row_tags`), else plain.
 
@@ -145,7 +146,7 @@ def table_rows(first_row: int, columns: Iterable[tuple[str, str, list]],
     A negative zero is written 0."""
     parts: list[list[str]] = []
     n = None
-    for letter, style, values in columns:
+    for k, (letter, style, values) in enumerate(columns):
         if n is None:
             n = len(values)
         if len(values) != n:
@@ -158,7 +159,8 @@ def table_rows(first_row: int, columns: Iterable[tuple[str, str, list]],
             made = {v: f'{pre}{style} t="s"><v>{strings.add(v)}</v></c>' for v in sorted(texts)}
             strings.refs += sum(map(texts.__contains__, values))
         made.update((v, pre + _body(style, v + 0.0)) for v in set(values) if v.__class__ is float and v == v)
-        blank = f"{pre}{style}/>" if styled_blanks and style else ""
+        styled = styled_blanks if isinstance(styled_blanks, bool) else styled_blanks[k]
+        blank = f"{pre}{style}/>" if styled and style else ""
         made[""] = made[None] = blank
         cells = list(map(made.get, values))
         if None in cells:  # a value that is not its own dict key (NaN, another type): cell by cell
@@ -182,9 +184,11 @@ _ROW_TAG = re.compile(r'<row r="(\d+)"([^>]*?)(/?)>')
 def row_span(sheet_xml: str, first: int, last: int) -> tuple[int, int, list[str]]:
     """Where rows `first`..`last` (1-based) are in a worksheet's XML, and an opening tag for each: the
     one xlsxwriter wrote (its height, its style) without spans, or a plain one for a row it did not
-    write. Returns (start, end, tags) with the rows at sheet_xml[start:end]. Raises ValueError when
-    row `last` is not there."""
+    write. Returns (start, end, tags) with the rows at sheet_xml[start:end] (xlsxwriter may have
+    written only some of them, or only the last). Raises ValueError when row `last` is not there."""
     start = sheet_xml.find(f'<row r="{first}"')
+    if start < 0:  # the first row xlsxwriter wrote from `first` on
+        start = next((m.start() for m in _ROW_TAG.finditer(sheet_xml) if int(m.group(1)) >= first), -1)
     last_at = sheet_xml.find(f'<row r="{last}"', max(start, 0))
     if start < 0 or last_at < 0:
         raise ValueError(f"worksheet has no rows {first} to {last}")
