@@ -30,6 +30,7 @@ from pipeline.outputs import VALUES_HEADERS, unit_of_measure
 from pipeline.periods import ON_TIME
 from pipeline.text import place_name
 from pipeline.worksheet import Worksheet
+from pipeline.writer_cache import WriterCache
 from pipeline.xlsx import WORKBOOK_OPTIONS, is_blank, page_setup, records, row_height
 
 SHEETS = ("Tổng hợp", "Theo đơn vị", "Lỗi và cảnh báo", "Tình hình nộp báo cáo", "Bảng số liệu", "Dữ liệu")
@@ -89,9 +90,6 @@ def _number(v: object) -> float | None:
     return float(v) if isinstance(v, numbers.Real) and not isinstance(v, bool) and not _blank(v) else None
 
 
-_height = row_height
-
-
 def _fit(texts, lo: float, hi: float) -> float:
     """A column width (characters) that fits the longest of `texts`, within [lo, hi]."""
     return max(lo, min(hi, max((len(str(t)) for t in texts if not _blank(t)), default=0) + 2))
@@ -100,8 +98,10 @@ def _fit(texts, lo: float, hi: float) -> float:
 class _Book:
     """The workbook being written: formats (created once), page set-up and the count of cut strings."""
 
-    def __init__(self, wb: xlsxwriter.Workbook, header: str, splice: bool = False) -> None:
+    def __init__(self, wb: xlsxwriter.Workbook, header: str, splice: bool = False,
+                 cache: WriterCache | None = None) -> None:
         self.wb, self.header, self.cut = wb, header, 0
+        self.cache = cache if cache is not None else WriterCache()
         # long plain tables are spliced into the closed workbook (xlsx_patch) unless it streams rows out
         # (constant_memory); each function maps (package, shared strings) to the members it rewrites
         self.splice, self.splices = splice, []
@@ -120,7 +120,13 @@ class _Book:
         return self.marked[key, fill, big]
 
     def sheet(self, name: str) -> Worksheet:
-        return self.wb.add_worksheet(name, worksheet_class=Worksheet)
+        ws = self.wb.add_worksheet(name, worksheet_class=Worksheet)
+        ws.formulas = self.cache.formulas
+        return ws
+
+    def height(self, cells: list[tuple[object, float]], size: float = 11) -> float:
+        """`xlsx.row_height` of the texts, measured once per run."""
+        return row_height(cells, size, cache=self.cache)
 
     def text(self, ws, r: int, c: int, s: object, fmt=None) -> None:
         """Write `s` as a string (never a formula or link); blank when missing; count strings Excel cuts."""
@@ -181,7 +187,7 @@ def write_district_workbook(path: Path, definition, *, district: Mapping, period
                             district_values: pd.DataFrame, choices: pd.DataFrame, findings: pd.DataFrame,
                             values: pd.DataFrame, wide: tuple[pd.DataFrame, Mapping[str, str]],
                             feedback_links: Mapping[str, str], sample: bool = False,
-                            run_label: str = "") -> int:
+                            run_label: str = "", cache: WriterCache | None = None) -> int:
     """Write the consolidated workbook of one district to `path` (atomically).
 
     `district` holds district_code, district_name, province_name; `units` one row per unit of the list
@@ -192,7 +198,8 @@ def write_district_workbook(path: Path, definition, *, district: Mapping, period
     `findings` the findings with `label`; `values` the tidy table; `wide` the pivot table and its
     headers; `feedback_links` unit_code → path of the ward's feedback workbook relative to `path`'s
     folder; `sample` says the figures come from sample files; `run_label` names the run in the history
-    store. From the history store, optionally: `units` deadline, received, lateness, changes, changed_from;
+    store; `cache` the run's WriterCache (None: a fresh one). From the history store, optionally:
+    `units` deadline, received, lateness, changes, changed_from;
     `district_values` previous, previous_label, change (the earlier period's figure beside each).
     Returns how many strings were cut at 32,767 characters.
     """
@@ -208,7 +215,7 @@ def write_district_workbook(path: Path, definition, *, district: Mapping, period
         wb.set_properties({"title": f"{definition.title} – {district['district_name']}", "subject": label,
                            "author": definition.office.short})
         wb.set_custom_property(OUTPUT_PROPERTY, "district")  # never read back as a submission
-        book = _Book(wb, header, splice=not large)
+        book = _Book(wb, header, splice=not large, cache=cache)
         rows = _summary(book, definition, district, period, run_date, units, district_values, choices, sample,
                         run_label)
         _by_unit(book, definition, units, figures, left_out, district_values, rows)
@@ -315,7 +322,7 @@ def _summary(book: _Book, d, district, period, run_date, units, district_values,
         r += 1
     book.merge(ws, r, 0, last, "BÁO CÁO", s["doc_title"])
     subject = f"{d.office.subject or d.title} {d.period_label(period)}".strip()
-    ws.set_row(r + 1, _height([(subject, sum(_SUMMARY_WIDTHS))], size=12))
+    ws.set_row(r + 1, book.height([(subject, sum(_SUMMARY_WIDTHS))], size=12))
     book.merge(ws, r + 1, 0, last, subject, s["subject"])
     received = int(units["status"].isin(RECEIVED).sum())
     counted = int(units["counted"].fillna(False).astype(bool).sum())
@@ -352,7 +359,7 @@ def _summary(book: _Book, d, district, period, run_date, units, district_values,
                        else f"Bình quân gia quyền theo {d.fields[fld.weight].label.lower()}")
                 note = f"{how}; {fig.n}/{fig.of} đơn vị" if fig else how
             w = _SUMMARY_WIDTHS
-            ws.set_row(r, _height([(fld.label, w[1]), (note, w[4]), (text, w[2] + w[3])], size=12))
+            ws.set_row(r, book.height([(fld.label, w[1]), (note, w[4]), (text, w[2] + w[3])], size=12))
             book.cells(ws, r, [(f"{n}", s["code"]), (fld.label, s["text"])])
             if fld.method == "count":
                 book.merge(ws, r, 2, 3, text, s["text"])
@@ -372,7 +379,7 @@ def _summary(book: _Book, d, district, period, run_date, units, district_values,
                 "số được tính lại từ số liệu thành phần; số liệu có lỗi của một đơn vị không được cộng, "
                 "cùng với các số liệu của đơn vị đó được đối chiếu trực tiếp với nó; số liệu chỉ có cảnh "
                 "báo vẫn được cộng.")
-    ws.set_row(r, _height([(footnote, sum(_SUMMARY_WIDTHS))], size=10))
+    ws.set_row(r, book.height([(footnote, sum(_SUMMARY_WIDTHS))], size=10))
     book.merge(ws, r, 0, last, footnote, f["note_wrap"])
     r += 2
     recipients = names["recipients"]
@@ -431,7 +438,7 @@ def _table_earlier(book: _Book, ws, d, sheet, prev: dict, prev_label: str, r: in
         for cid in ids:
             before, change = prev.get(f"{row_id}.{cid}", (None, ""))
             cells.append((f"{change} ({show(before)})" if change else "", s["code"]))
-        ws.set_row(r, _height([(row_label, _SUMMARY_WIDTHS[1])], size=12))
+        ws.set_row(r, book.height([(row_label, _SUMMARY_WIDTHS[1])], size=12))
         book.cells(ws, r, [("" if total else f"{n}", s["code"]),
                            (row_label, s["text_b" if total else "text"]), *cells])
         r += 1
@@ -460,7 +467,7 @@ def _summary_table(book: _Book, ws, d, sheet, dv: dict, r: int, last: int, ancho
     for row_id, row_label in sheet.rows:
         total = bool(d.fields[f"{row_id}.{ids[0]}"].total_of)
         n += not total
-        ws.set_row(r, _height([(row_label, _SUMMARY_WIDTHS[1])], size=12))
+        ws.set_row(r, book.height([(row_label, _SUMMARY_WIDTHS[1])], size=12))
         book.cells(ws, r, [("" if total else f"{n}", s["code"]),
                            (row_label, s["text_b" if total else "text"])])
         for i, cid in enumerate(ids):
@@ -592,7 +599,8 @@ def _findings(book: _Book, definition, findings: pd.DataFrame, links: Mapping[st
                  show(row.get("value")), row.get("message"), show(row.get("expected")),
                  show(row.get("suggestion"))]
         link = _link(definition, row, links)
-        ws.set_row(i, _height([*zip(cells, widths[1:], strict=False), (link[1] if link else "", widths[-1])]))
+        ws.set_row(i, book.height([*zip(cells, widths[1:], strict=False),
+                                   (link[1] if link else "", widths[-1])]))
         sev = row.get("severity")
         book.text(ws, i, 0, SEVERITY_VN.get(sev, sev), f["error" if sev == "error" else "warning"])
         for c, v in enumerate(cells, 1):  # all text: a value is shown as the ward wrote it
@@ -616,7 +624,7 @@ def _wide(book: _Book, table: pd.DataFrame, headers: Mapping[str, str], formats:
     widths = [10 if c == "unit_code" else 24 if c in ("unit_name", "district_name", "province_name")
               else 13 for c in cols]
     book.head(ws, 0, [headers.get(c, c) for c in cols], widths,
-              height=_height([(headers.get(c, c), w) for c, w in zip(cols, widths, strict=True)]))
+              height=book.height([(headers.get(c, c), w) for c, w in zip(cols, widths, strict=True)]))
     data = table.to_numpy(dtype=object).T.tolist() if n else [[] for _ in cols]  # one conversion in all
     columns = [(values, f["code"] if c == "unit_code" else f[formats[c]] if c in formats else f["text"])
                for c, values in zip(cols, data, strict=True)]
@@ -676,7 +684,7 @@ def _submissions(book: _Book, units: pd.DataFrame) -> None:
                (units["status"].tolist(), f["code"]), (get["superseded"], f["text"]), (changed, f["text"]),
                (other, f["text"])]
     for i in range(n):
-        ws.set_row(i + 3, _height([(get["file"][i], widths[3]), (get["superseded"][i], widths[10]),
+        ws.set_row(i + 3, book.height([(get["file"][i], widths[3]), (get["superseded"][i], widths[10]),
                                    (changed[i], widths[11]), (other[i], widths[12])]))
     _table(book, ws, 3, [(_cell_values(values), fmt) for values, fmt in columns])
     book.status_colours(ws, 3, max(n + 2, 3), 9)

@@ -19,6 +19,7 @@ from pipeline.definition import Definition
 from pipeline.outputs import show_plain
 from pipeline.pool import SHARED, run_tasks
 from pipeline.text import per_distinct, slug
+from pipeline.writer_cache import WriterCache
 
 
 def _district_names(districts: pd.DataFrame) -> dict[str, str]:
@@ -77,6 +78,7 @@ def _write_district(code: str) -> None:
         feedback_links={c: sh["links"][c] for c in units["unit_code"] if c in sh["links"]},
         sample=sh["sample"],
         run_label=sh["run_label"],
+        cache=sh["cache"],
     )
 
 
@@ -160,6 +162,7 @@ def write_districts(
         "paths": paths,
         "links": links,
         "orphan": findings[dist.isna()],
+        "cache": WriterCache(),  # the run's: a forked worker fills its own copy
     }
     run_tasks(_write_district, codes, jobs, meanwhile=meanwhile, shared=shared)
     return [paths[code] for code in codes]
