@@ -294,7 +294,7 @@ def _summary(book: _Book, d, district, period, run_date, units, district_values,
 
     Returns where each table's rows are, (sheet id, column id) → (first row, last row, column), for the
     charts on "Theo đơn vị"."""
-    ws, f, s = book.sheet(SHEETS[0]), book.f, book.big
+    ws = book.sheet(SHEETS[0])
     prev, prev_label = _earlier(district_values)
     last = max(4 + 2 * bool(prev), *(1 + len(sh.columns) for sh in d.sheets))
     for col, width in enumerate(_SUMMARY_WIDTHS + (_EARLIER_WIDTHS if prev else ())):
@@ -304,7 +304,27 @@ def _summary(book: _Book, d, district, period, run_date, units, district_values,
     for field, choice, count in zip(choices["field"], choices["choice"], choices["count"], strict=True):
         counts.setdefault(field, {})[str(choice)] = int(count)
     names = heading_names(d, district)
-    split = 1  # the left block is columns A-B, the right one C to the last
+    r = _summary_heading(book, ws, d, names, period, run_date, units, sample, run_label, last)
+    anchors: dict = {}
+    for sheet in d.sheets:
+        if sheet.kind == "table":
+            r = _summary_table(book, ws, d, sheet, dv, r, last, anchors)
+            if prev:
+                r = _table_earlier(book, ws, d, sheet, prev, prev_label, r, last)
+        else:
+            r = _summary_form(book, ws, d, sheet, dv, counts, len(units), (prev, prev_label), r, last)
+    _summary_closing(book, ws, d, names, r, last)
+    return anchors
+
+
+_SPLIT = 1  # "Tổng hợp"'s heading: the left block is columns A-B, the right one C to the last
+
+
+def _summary_heading(book: _Book, ws, d, names: dict, period, run_date, units, sample, run_label: str,
+                     last: int) -> int:
+    """The heading of "Tổng hợp" (office and motto, number and date, title, subject, the counts).
+    Returns the first row of the sections."""
+    s, split = book.big, _SPLIT
     book.merge(ws, 0, 0, split, names["superior"], s["centre"])
     book.merge(ws, 0, split + 1, last, "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", s["centre_b"])
     book.merge(ws, 1, 0, split, d.office.name.upper(), s["centre_b"])
@@ -330,49 +350,57 @@ def _summary(book: _Book, d, district, period, run_date, units, district_values,
             f"tổng hợp: {counted}/{len(units)}. Ngày tổng hợp: {run_date.strftime('%d/%m/%Y')}"
             + (f" ({run_label})." if run_label else "."))
     book.merge(ws, r + 2, 0, last, line, s["date"])
-    r, anchors = r + 4, {}
-    author = d.office.short
-    for sheet in d.sheets:
-        if sheet.kind == "table":
-            r = _summary_table(book, ws, d, sheet, dv, r, last, anchors)
-            if prev:
-                r = _table_earlier(book, ws, d, sheet, prev, prev_label, r, last)
-            continue
-        shown = [d.fields[i] for i in sheet.fields if d.fields[i].method in ("sum", "weighted_mean", "count")]
-        if not shown:
-            continue
-        book.merge(ws, r, 0, last, sheet.title, f["section"])
-        book.cells(ws, r + 1, [(h, s["head"]) for h in ("TT", "Nội dung", "Số liệu", "Đơn vị tính",
-                                                         "Cách tổng hợp")])
+    return r + 4
+
+
+def _summary_form(book: _Book, ws, d, sheet, dv: dict, counts: dict, n_units: int,
+                  earlier: tuple[dict, str], r: int, last: int) -> int:
+    """A form sheet's consolidated fields on "Tổng hợp" from row `r`: a row per field with the figure
+    (or the count per choice), its unit, how it was consolidated and, when `earlier` holds the earlier
+    period's figures, those and the change. Returns the next free row."""
+    f, s = book.f, book.big
+    prev, prev_label = earlier
+    shown = [d.fields[i] for i in sheet.fields if d.fields[i].method in ("sum", "weighted_mean", "count")]
+    if not shown:
+        return r
+    book.merge(ws, r, 0, last, sheet.title, f["section"])
+    book.cells(ws, r + 1, [(h, s["head"]) for h in ("TT", "Nội dung", "Số liệu", "Đơn vị tính",
+                                                     "Cách tổng hợp")])
+    if prev:
+        book.cells(ws, r + 1, [(h, s["head"]) for h in (prev_label.capitalize(), "Tăng, giảm")], first=5)
+    r += 2
+    for n, fld in enumerate(shown, 1):
+        text = ""
+        if fld.method == "count":
+            got = counts.get(fld.id, {})
+            text = "; ".join(f"{ch}: {got.get(ch, 0)}" for ch in fld.choices)
+            note = f"Số đơn vị theo mức đánh giá; {sum(got.values())}/{n_units} đơn vị có đánh giá"
+        else:
+            fig = dv.get(fld.id)
+            how = ("Tổng cộng" if fld.method == "sum"
+                   else f"Bình quân gia quyền theo {d.fields[fld.weight].label.lower()}")
+            note = f"{how}; {fig.n}/{fig.of} đơn vị" if fig else how
+        w = _SUMMARY_WIDTHS
+        ws.set_row(r, book.height([(fld.label, w[1]), (note, w[4]), (text, w[2] + w[3])], size=12))
+        book.cells(ws, r, [(f"{n}", s["code"]), (fld.label, s["text"])])
+        if fld.method == "count":
+            book.merge(ws, r, 2, 3, text, s["text"])
+        else:
+            _put_figure(book, ws, r, 2, dv.get(fld.id), _kind(fld), d.office.short)
+            book.text(ws, r, 3, unit_of_measure(fld), s["code"])
+        book.text(ws, r, 4, note, s["text"])
         if prev:
-            book.cells(ws, r + 1, [(h, s["head"]) for h in (prev_label.capitalize(), "Tăng, giảm")], first=5)
-        r += 2
-        for n, fld in enumerate(shown, 1):
-            text = ""
-            if fld.method == "count":
-                got = counts.get(fld.id, {})
-                text = "; ".join(f"{ch}: {got.get(ch, 0)}" for ch in fld.choices)
-                note = f"Số đơn vị theo mức đánh giá; {sum(got.values())}/{len(units)} đơn vị có đánh giá"
-            else:
-                fig = dv.get(fld.id)
-                how = ("Tổng cộng" if fld.method == "sum"
-                       else f"Bình quân gia quyền theo {d.fields[fld.weight].label.lower()}")
-                note = f"{how}; {fig.n}/{fig.of} đơn vị" if fig else how
-            w = _SUMMARY_WIDTHS
-            ws.set_row(r, book.height([(fld.label, w[1]), (note, w[4]), (text, w[2] + w[3])], size=12))
-            book.cells(ws, r, [(f"{n}", s["code"]), (fld.label, s["text"])])
-            if fld.method == "count":
-                book.merge(ws, r, 2, 3, text, s["text"])
-            else:
-                _put_figure(book, ws, r, 2, dv.get(fld.id), _kind(fld), author)
-                book.text(ws, r, 3, unit_of_measure(fld), s["code"])
-            book.text(ws, r, 4, note, s["text"])
-            if prev:
-                before, change = prev.get(fld.id, (None, ""))
-                book.number(ws, r, 5, before, s[_kind(fld)])
-                book.text(ws, r, 6, change, s["code"])
-            r += 1
+            before, change = prev.get(fld.id, (None, ""))
+            book.number(ws, r, 5, before, s[_kind(fld)])
+            book.text(ws, r, 6, change, s["code"])
         r += 1
+    return r + 1
+
+
+def _summary_closing(book: _Book, ws, d, names: dict, r: int, last: int) -> None:
+    """The end of "Tổng hợp" from row `r`: the footnote on the marks, "Nơi nhận" beside the signature,
+    the print area and page set-up."""
+    f, s = book.f, book.big
     footnote = ("Ghi chú: ô tô màu cam là số liệu chưa gồm đủ các đơn vị (đơn vị chưa nộp hoặc nộp sai "
                 "kỳ báo cáo, hoặc số liệu có lỗi đã được loại ra); ô tô màu vàng là số liệu có gồm số liệu "
                 "đơn vị cần kiểm tra lại; ghi chú trong từng ô nêu rõ các đơn vị. Cách tổng hợp: các tổng "
@@ -391,13 +419,12 @@ def _summary(book: _Book, d, district, period, run_date, units, district_values,
         if i < len(left):
             book.text(ws, r + i, 0, *left[i])
         if i < len(signer):
-            book.merge(ws, r + i, split + 1, last, signer[i], s["sign"])
+            book.merge(ws, r + i, _SPLIT + 1, last, signer[i], s["sign"])
         else:  # room to sign and stamp, and for the signer's name
             ws.set_row(r + i, 20)
-            ws.write_blank(r + i, split + 1, None, s["sign"])  # a cell, else constant_memory drops the height
+            ws.write_blank(r + i, _SPLIT + 1, None, s["sign"])  # a cell, or constant_memory drops the height
     ws.print_area(0, 0, r + height, last)
     book.page(ws)
-    return anchors
 
 
 _EARLIER_WIDTHS = (15, 17)  # the earlier period's figure and the change, beside a form section's figures
