@@ -30,7 +30,8 @@ from pipeline.outputs import VALUES_HEADERS, unit_of_measure
 from pipeline.periods import ON_TIME
 from pipeline.text import place_name
 from pipeline.worksheet import Worksheet
-from pipeline.xlsx import WORKBOOK_OPTIONS, is_blank, page_setup, row_height
+from pipeline.writer_cache import WriterCache
+from pipeline.xlsx import WORKBOOK_OPTIONS, is_blank, page_setup, records, row_height
 
 SHEETS = ("Tổng hợp", "Theo đơn vị", "Lỗi và cảnh báo", "Tình hình nộp báo cáo", "Bảng số liệu", "Dữ liệu")
 WIDE_SHEET, DATA_SHEET = SHEETS[4], SHEETS[5]
@@ -89,9 +90,6 @@ def _number(v: object) -> float | None:
     return float(v) if isinstance(v, numbers.Real) and not isinstance(v, bool) and not _blank(v) else None
 
 
-_height = row_height
-
-
 def _fit(texts, lo: float, hi: float) -> float:
     """A column width (characters) that fits the longest of `texts`, within [lo, hi]."""
     return max(lo, min(hi, max((len(str(t)) for t in texts if not _blank(t)), default=0) + 2))
@@ -100,8 +98,10 @@ def _fit(texts, lo: float, hi: float) -> float:
 class _Book:
     """The workbook being written: formats (created once), page set-up and the count of cut strings."""
 
-    def __init__(self, wb: xlsxwriter.Workbook, header: str, splice: bool = False) -> None:
+    def __init__(self, wb: xlsxwriter.Workbook, header: str, splice: bool = False,
+                 cache: WriterCache | None = None) -> None:
         self.wb, self.header, self.cut = wb, header, 0
+        self.cache = cache if cache is not None else WriterCache()
         # long plain tables are spliced into the closed workbook (xlsx_patch) unless it streams rows out
         # (constant_memory); each function maps (package, shared strings) to the members it rewrites
         self.splice, self.splices = splice, []
@@ -120,7 +120,13 @@ class _Book:
         return self.marked[key, fill, big]
 
     def sheet(self, name: str) -> Worksheet:
-        return self.wb.add_worksheet(name, worksheet_class=Worksheet)
+        ws = self.wb.add_worksheet(name, worksheet_class=Worksheet)
+        ws.formulas = self.cache.formulas
+        return ws
+
+    def height(self, cells: list[tuple[object, float]], size: float = 11) -> float:
+        """`xlsx.row_height` of the texts, measured once per run."""
+        return row_height(cells, size, cache=self.cache)
 
     def text(self, ws, r: int, c: int, s: object, fmt=None) -> None:
         """Write `s` as a string (never a formula or link); blank when missing; count strings Excel cuts."""
@@ -181,7 +187,7 @@ def write_district_workbook(path: Path, definition, *, district: Mapping, period
                             district_values: pd.DataFrame, choices: pd.DataFrame, findings: pd.DataFrame,
                             values: pd.DataFrame, wide: tuple[pd.DataFrame, Mapping[str, str]],
                             feedback_links: Mapping[str, str], sample: bool = False,
-                            run_label: str = "") -> int:
+                            run_label: str = "", cache: WriterCache | None = None) -> int:
     """Write the consolidated workbook of one district to `path` (atomically).
 
     `district` holds district_code, district_name, province_name; `units` one row per unit of the list
@@ -192,7 +198,8 @@ def write_district_workbook(path: Path, definition, *, district: Mapping, period
     `findings` the findings with `label`; `values` the tidy table; `wide` the pivot table and its
     headers; `feedback_links` unit_code → path of the ward's feedback workbook relative to `path`'s
     folder; `sample` says the figures come from sample files; `run_label` names the run in the history
-    store. From the history store, optionally: `units` deadline, received, lateness, changes, changed_from;
+    store; `cache` the run's WriterCache (None: a fresh one). From the history store, optionally:
+    `units` deadline, received, lateness, changes, changed_from;
     `district_values` previous, previous_label, change (the earlier period's figure beside each).
     Returns how many strings were cut at 32,767 characters.
     """
@@ -208,7 +215,7 @@ def write_district_workbook(path: Path, definition, *, district: Mapping, period
         wb.set_properties({"title": f"{definition.title} – {district['district_name']}", "subject": label,
                            "author": definition.office.short})
         wb.set_custom_property(OUTPUT_PROPERTY, "district")  # never read back as a submission
-        book = _Book(wb, header, splice=not large)
+        book = _Book(wb, header, splice=not large, cache=cache)
         rows = _summary(book, definition, district, period, run_date, units, district_values, choices, sample,
                         run_label)
         _by_unit(book, definition, units, figures, left_out, district_values, rows)
@@ -287,17 +294,37 @@ def _summary(book: _Book, d, district, period, run_date, units, district_values,
 
     Returns where each table's rows are, (sheet id, column id) → (first row, last row, column), for the
     charts on "Theo đơn vị"."""
-    ws, f, s = book.sheet(SHEETS[0]), book.f, book.big
+    ws = book.sheet(SHEETS[0])
     prev, prev_label = _earlier(district_values)
     last = max(4 + 2 * bool(prev), *(1 + len(sh.columns) for sh in d.sheets))
     for col, width in enumerate(_SUMMARY_WIDTHS + (_EARLIER_WIDTHS if prev else ())):
         ws.set_column(col, col, width)
-    dv = {r["field"]: _Figure(r) for r in district_values.to_dict("records")}
+    dv = {r["field"]: _Figure(r) for r in records(district_values)}
     counts: dict[str, dict[str, int]] = {}
     for field, choice, count in zip(choices["field"], choices["choice"], choices["count"], strict=True):
         counts.setdefault(field, {})[str(choice)] = int(count)
     names = heading_names(d, district)
-    split = 1  # the left block is columns A-B, the right one C to the last
+    r = _summary_heading(book, ws, d, names, period, run_date, units, sample, run_label, last)
+    anchors: dict = {}
+    for sheet in d.sheets:
+        if sheet.kind == "table":
+            r = _summary_table(book, ws, d, sheet, dv, r, last, anchors)
+            if prev:
+                r = _table_earlier(book, ws, d, sheet, prev, prev_label, r, last)
+        else:
+            r = _summary_form(book, ws, d, sheet, dv, counts, len(units), (prev, prev_label), r, last)
+    _summary_closing(book, ws, d, names, r, last)
+    return anchors
+
+
+_SPLIT = 1  # "Tổng hợp"'s heading: the left block is columns A-B, the right one C to the last
+
+
+def _summary_heading(book: _Book, ws, d, names: dict, period, run_date, units, sample, run_label: str,
+                     last: int) -> int:
+    """The heading of "Tổng hợp" (office and motto, number and date, title, subject, the counts).
+    Returns the first row of the sections."""
+    s, split = book.big, _SPLIT
     book.merge(ws, 0, 0, split, names["superior"], s["centre"])
     book.merge(ws, 0, split + 1, last, "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", s["centre_b"])
     book.merge(ws, 1, 0, split, d.office.name.upper(), s["centre_b"])
@@ -315,7 +342,7 @@ def _summary(book: _Book, d, district, period, run_date, units, district_values,
         r += 1
     book.merge(ws, r, 0, last, "BÁO CÁO", s["doc_title"])
     subject = f"{d.office.subject or d.title} {d.period_label(period)}".strip()
-    ws.set_row(r + 1, _height([(subject, sum(_SUMMARY_WIDTHS))], size=12))
+    ws.set_row(r + 1, book.height([(subject, sum(_SUMMARY_WIDTHS))], size=12))
     book.merge(ws, r + 1, 0, last, subject, s["subject"])
     received = int(units["status"].isin(RECEIVED).sum())
     counted = int(units["counted"].fillna(False).astype(bool).sum())
@@ -323,56 +350,64 @@ def _summary(book: _Book, d, district, period, run_date, units, district_values,
             f"tổng hợp: {counted}/{len(units)}. Ngày tổng hợp: {run_date.strftime('%d/%m/%Y')}"
             + (f" ({run_label})." if run_label else "."))
     book.merge(ws, r + 2, 0, last, line, s["date"])
-    r, anchors = r + 4, {}
-    author = d.office.short
-    for sheet in d.sheets:
-        if sheet.kind == "table":
-            r = _summary_table(book, ws, d, sheet, dv, r, last, anchors)
-            if prev:
-                r = _table_earlier(book, ws, d, sheet, prev, prev_label, r, last)
-            continue
-        shown = [d.fields[i] for i in sheet.fields if d.fields[i].method in ("sum", "weighted_mean", "count")]
-        if not shown:
-            continue
-        book.merge(ws, r, 0, last, sheet.title, f["section"])
-        book.cells(ws, r + 1, [(h, s["head"]) for h in ("TT", "Nội dung", "Số liệu", "Đơn vị tính",
-                                                         "Cách tổng hợp")])
+    return r + 4
+
+
+def _summary_form(book: _Book, ws, d, sheet, dv: dict, counts: dict, n_units: int,
+                  earlier: tuple[dict, str], r: int, last: int) -> int:
+    """A form sheet's consolidated fields on "Tổng hợp" from row `r`: a row per field with the figure
+    (or the count per choice), its unit, how it was consolidated and, when `earlier` holds the earlier
+    period's figures, those and the change. Returns the next free row."""
+    f, s = book.f, book.big
+    prev, prev_label = earlier
+    shown = [d.fields[i] for i in sheet.fields if d.fields[i].method in ("sum", "weighted_mean", "count")]
+    if not shown:
+        return r
+    book.merge(ws, r, 0, last, sheet.title, f["section"])
+    book.cells(ws, r + 1, [(h, s["head"]) for h in ("TT", "Nội dung", "Số liệu", "Đơn vị tính",
+                                                     "Cách tổng hợp")])
+    if prev:
+        book.cells(ws, r + 1, [(h, s["head"]) for h in (prev_label.capitalize(), "Tăng, giảm")], first=5)
+    r += 2
+    for n, fld in enumerate(shown, 1):
+        text = ""
+        if fld.method == "count":
+            got = counts.get(fld.id, {})
+            text = "; ".join(f"{ch}: {got.get(ch, 0)}" for ch in fld.choices)
+            note = f"Số đơn vị theo mức đánh giá; {sum(got.values())}/{n_units} đơn vị có đánh giá"
+        else:
+            fig = dv.get(fld.id)
+            how = ("Tổng cộng" if fld.method == "sum"
+                   else f"Bình quân gia quyền theo {d.fields[fld.weight].label.lower()}")
+            note = f"{how}; {fig.n}/{fig.of} đơn vị" if fig else how
+        w = _SUMMARY_WIDTHS
+        ws.set_row(r, book.height([(fld.label, w[1]), (note, w[4]), (text, w[2] + w[3])], size=12))
+        book.cells(ws, r, [(f"{n}", s["code"]), (fld.label, s["text"])])
+        if fld.method == "count":
+            book.merge(ws, r, 2, 3, text, s["text"])
+        else:
+            _put_figure(book, ws, r, 2, dv.get(fld.id), _kind(fld), d.office.short)
+            book.text(ws, r, 3, unit_of_measure(fld), s["code"])
+        book.text(ws, r, 4, note, s["text"])
         if prev:
-            book.cells(ws, r + 1, [(h, s["head"]) for h in (prev_label.capitalize(), "Tăng, giảm")], first=5)
-        r += 2
-        for n, fld in enumerate(shown, 1):
-            text = ""
-            if fld.method == "count":
-                got = counts.get(fld.id, {})
-                text = "; ".join(f"{ch}: {got.get(ch, 0)}" for ch in fld.choices)
-                note = f"Số đơn vị theo mức đánh giá; {sum(got.values())}/{len(units)} đơn vị có đánh giá"
-            else:
-                fig = dv.get(fld.id)
-                how = ("Tổng cộng" if fld.method == "sum"
-                       else f"Bình quân gia quyền theo {d.fields[fld.weight].label.lower()}")
-                note = f"{how}; {fig.n}/{fig.of} đơn vị" if fig else how
-            w = _SUMMARY_WIDTHS
-            ws.set_row(r, _height([(fld.label, w[1]), (note, w[4]), (text, w[2] + w[3])], size=12))
-            book.cells(ws, r, [(f"{n}", s["code"]), (fld.label, s["text"])])
-            if fld.method == "count":
-                book.merge(ws, r, 2, 3, text, s["text"])
-            else:
-                _put_figure(book, ws, r, 2, dv.get(fld.id), _kind(fld), author)
-                book.text(ws, r, 3, unit_of_measure(fld), s["code"])
-            book.text(ws, r, 4, note, s["text"])
-            if prev:
-                before, change = prev.get(fld.id, (None, ""))
-                book.number(ws, r, 5, before, s[_kind(fld)])
-                book.text(ws, r, 6, change, s["code"])
-            r += 1
+            before, change = prev.get(fld.id, (None, ""))
+            book.number(ws, r, 5, before, s[_kind(fld)])
+            book.text(ws, r, 6, change, s["code"])
         r += 1
+    return r + 1
+
+
+def _summary_closing(book: _Book, ws, d, names: dict, r: int, last: int) -> None:
+    """The end of "Tổng hợp" from row `r`: the footnote on the marks, "Nơi nhận" beside the signature,
+    the print area and page set-up."""
+    f, s = book.f, book.big
     footnote = ("Ghi chú: ô tô màu cam là số liệu chưa gồm đủ các đơn vị (đơn vị chưa nộp hoặc nộp sai "
                 "kỳ báo cáo, hoặc số liệu có lỗi đã được loại ra); ô tô màu vàng là số liệu có gồm số liệu "
                 "đơn vị cần kiểm tra lại; ghi chú trong từng ô nêu rõ các đơn vị. Cách tổng hợp: các tổng "
                 "số được tính lại từ số liệu thành phần; số liệu có lỗi của một đơn vị không được cộng, "
                 "cùng với các số liệu của đơn vị đó được đối chiếu trực tiếp với nó; số liệu chỉ có cảnh "
                 "báo vẫn được cộng.")
-    ws.set_row(r, _height([(footnote, sum(_SUMMARY_WIDTHS))], size=10))
+    ws.set_row(r, book.height([(footnote, sum(_SUMMARY_WIDTHS))], size=10))
     book.merge(ws, r, 0, last, footnote, f["note_wrap"])
     r += 2
     recipients = names["recipients"]
@@ -384,13 +419,12 @@ def _summary(book: _Book, d, district, period, run_date, units, district_values,
         if i < len(left):
             book.text(ws, r + i, 0, *left[i])
         if i < len(signer):
-            book.merge(ws, r + i, split + 1, last, signer[i], s["sign"])
+            book.merge(ws, r + i, _SPLIT + 1, last, signer[i], s["sign"])
         else:  # room to sign and stamp, and for the signer's name
             ws.set_row(r + i, 20)
-            ws.write_blank(r + i, split + 1, None, s["sign"])  # a cell, else constant_memory drops the height
+            ws.write_blank(r + i, _SPLIT + 1, None, s["sign"])  # a cell, or constant_memory drops the height
     ws.print_area(0, 0, r + height, last)
     book.page(ws)
-    return anchors
 
 
 _EARLIER_WIDTHS = (15, 17)  # the earlier period's figure and the change, beside a form section's figures
@@ -431,7 +465,7 @@ def _table_earlier(book: _Book, ws, d, sheet, prev: dict, prev_label: str, r: in
         for cid in ids:
             before, change = prev.get(f"{row_id}.{cid}", (None, ""))
             cells.append((f"{change} ({show(before)})" if change else "", s["code"]))
-        ws.set_row(r, _height([(row_label, _SUMMARY_WIDTHS[1])], size=12))
+        ws.set_row(r, book.height([(row_label, _SUMMARY_WIDTHS[1])], size=12))
         book.cells(ws, r, [("" if total else f"{n}", s["code"]),
                            (row_label, s["text_b" if total else "text"]), *cells])
         r += 1
@@ -460,7 +494,7 @@ def _summary_table(book: _Book, ws, d, sheet, dv: dict, r: int, last: int, ancho
     for row_id, row_label in sheet.rows:
         total = bool(d.fields[f"{row_id}.{ids[0]}"].total_of)
         n += not total
-        ws.set_row(r, _height([(row_label, _SUMMARY_WIDTHS[1])], size=12))
+        ws.set_row(r, book.height([(row_label, _SUMMARY_WIDTHS[1])], size=12))
         book.cells(ws, r, [("" if total else f"{n}", s["code"]),
                            (row_label, s["text_b" if total else "text"])])
         for i, cid in enumerate(ids):
@@ -586,13 +620,14 @@ def _findings(book: _Book, definition, findings: pd.DataFrame, links: Mapping[st
     book.head(ws, 0, heads, widths)
     order = findings["severity"].map(SEVERITY_ORDER).fillna(9)
     n_links = 0
-    for i, row in enumerate(findings.assign(_o=order).sort_values("_o", kind="stable").to_dict("records"), 1):
+    for i, row in enumerate(records(findings.assign(_o=order).sort_values("_o", kind="stable")), 1):
         unit = next((v for v in (row.get("unit_name"), row.get("unit_code")) if not _blank(v) and v), "")
         cells = [unit, row.get("file"), row.get("sheet"), row.get("cell"), row.get("label"),
                  show(row.get("value")), row.get("message"), show(row.get("expected")),
                  show(row.get("suggestion"))]
         link = _link(definition, row, links)
-        ws.set_row(i, _height([*zip(cells, widths[1:], strict=False), (link[1] if link else "", widths[-1])]))
+        ws.set_row(i, book.height([*zip(cells, widths[1:], strict=False),
+                                   (link[1] if link else "", widths[-1])]))
         sev = row.get("severity")
         book.text(ws, i, 0, SEVERITY_VN.get(sev, sev), f["error" if sev == "error" else "warning"])
         for c, v in enumerate(cells, 1):  # all text: a value is shown as the ward wrote it
@@ -610,23 +645,19 @@ def _wide(book: _Book, table: pd.DataFrame, headers: Mapping[str, str], formats:
     """Sheet "Bảng số liệu": the pivot table, a row per unit, a column per field (Vietnamese header with
     the unit of measure), the figures counted in the district figures as numbers, choices as text.
     `formats` maps a field column to its number format key (int, dec, pct). Rows are spliced in unless
-    the workbook streams its rows out."""
+    the workbook streams its rows out (`_table`)."""
     ws, f, n = book.sheet(WIDE_SHEET), book.f, len(table)
     cols = list(table.columns)
     widths = [10 if c == "unit_code" else 24 if c in ("unit_name", "district_name", "province_name")
               else 13 for c in cols]
     book.head(ws, 0, [headers.get(c, c) for c in cols], widths,
-              height=_height([(headers.get(c, c), w) for c, w in zip(cols, widths, strict=True)]))
+              height=book.height([(headers.get(c, c), w) for c, w in zip(cols, widths, strict=True)]))
     data = table.to_numpy(dtype=object).T.tolist() if n else [[] for _ in cols]  # one conversion in all
     columns = [(values, f["code"] if c == "unit_code" else f[formats[c]] if c in formats else f["text"])
                for c, values in zip(cols, data, strict=True)]
-    for i in range(n):  # the rows the splice replaces (and their height: two lines of a unit's name)
+    for i in range(n):  # two lines of a unit's name
         ws.set_row(i + 1, 17)
-    if book.splice and n:
-        _rows_spliced(book, ws, 1, columns)
-    else:
-        for i in range(n):
-            book.cells(ws, i + 1, [(values[i], fmt) for values, fmt in columns])
+    _table(book, ws, 1, [(_cell_values(values), fmt) for values, fmt in columns])
     ws.freeze_panes(1, 2)
     ws.autofilter(0, 0, max(n, 1), len(cols) - 1)
     book.page(ws, landscape=True, repeat=0)
@@ -645,7 +676,7 @@ def _submissions(book: _Book, units: pd.DataFrame) -> None:
     its deadline, when it was received and whether on time, the files it superseded and the cells that
     changed since the older one, the files of other periods it sent.
 
-    The unit rows are spliced in (`_rows_spliced`) unless the workbook streams its rows out."""
+    The unit rows are written by `_table`."""
     ws, f, n = book.sheet(SHEETS[3]), book.f, len(units)
     sent = units["status"].isin(RECEIVED)
     wrong = units["status"] == STATUS_WRONG_PERIOD
@@ -680,13 +711,9 @@ def _submissions(book: _Book, units: pd.DataFrame) -> None:
                (units["status"].tolist(), f["code"]), (get["superseded"], f["text"]), (changed, f["text"]),
                (other, f["text"])]
     for i in range(n):
-        ws.set_row(i + 3, _height([(get["file"][i], widths[3]), (get["superseded"][i], widths[10]),
+        ws.set_row(i + 3, book.height([(get["file"][i], widths[3]), (get["superseded"][i], widths[10]),
                                    (changed[i], widths[11]), (other[i], widths[12])]))
-    if book.splice and n:
-        _rows_spliced(book, ws, 3, columns)
-    else:
-        for i in range(n):
-            book.cells(ws, i + 3, [(values[i], fmt) for values, fmt in columns])
+    _table(book, ws, 3, [(_cell_values(values), fmt) for values, fmt in columns])
     book.status_colours(ws, 3, max(n + 2, 3), 9)
     for word in ("Muộn", "Quá hạn"):
         ws.conditional_format(3, 6, max(n + 2, 3), 6, {"type": "text", "criteria": "begins with",
@@ -714,15 +741,49 @@ def _cell_value(v: object) -> str | float | None:
     return x if x is not None else None if _blank(v) else str(v)
 
 
-def _rows_spliced(book: _Book, ws, first: int, columns: list[tuple[list, object]]) -> None:
-    """Rows `first`.. (0-based) of `ws` as whole columns (values, format), spliced into the closed
-    workbook: xlsxwriter writes the rows' heights and, in the last row, a formatted blank per column
-    whose style the spliced cells take; a few µs a row instead of 20 µs a cell."""
+def _cell_values(values: list) -> list:
+    """`_cell_value` of each of `values`; a finite float (most cells) is its own value."""
+    return [v if v.__class__ is float and v - v == 0.0 else _cell_value(v) for v in values]
+
+
+def _table(book: _Book, ws, first: int, columns: list[tuple[list, object]]) -> None:
+    """Write rows `first`.. (0-based) of `ws` from whole columns (cells, format): cells as `_cell_value`
+    gives them (text, number, None for a blank), a format or None for the column's own (set_column).
+
+    The one place the way is chosen: spliced into the closed workbook (`_table_spliced`, a few µs a
+    row) unless the workbook streams its rows out (constant_memory), then cell by cell through
+    xlsxwriter in one tight loop (about 15 µs a cell). Both give the same cells and formats."""
+    n = len(columns[0][0]) if columns else 0
+    if not n:
+        return
+    if book.splice:
+        _table_spliced(book, ws, first, columns)
+        return
+    write_string, write_number, write_blank, cut = ws.write_string, ws.write_number, ws.write_blank, 0
+    for i in range(n):  # the hot loop of a huge district; rows only grow
+        r = first + i
+        for c, (cells, fmt) in enumerate(columns):
+            v = cells[i]
+            if v.__class__ is str and v:
+                cut += write_string(r, c, v, fmt) == -2  # rows only grow: -2 is a text cut at Excel's limit
+            elif v is None or v == "":
+                if fmt is not None:
+                    write_blank(r, c, None, fmt)
+            else:
+                write_number(r, c, v, fmt)
+    book.cut += cut
+
+
+def _table_spliced(book: _Book, ws, first: int, columns: list[tuple[list, object]]) -> None:
+    """`_table`'s rows spliced in: xlsxwriter writes the rows' heights and, in the last row, a cell per
+    column whose style the spliced cells take (a formatted blank, or a 0 in a column without a format
+    of its own); the rows are built from whole columns (`xlsx_patch.table_rows`) once it is closed."""
     n = len(columns[0][0])
     last = first + n - 1
     for c, (_, fmt) in enumerate(columns):
-        ws.write_blank(last, c, None, fmt)
-    cells = [_cut(book, [_cell_value(v) for v in values]) for values, _ in columns]
+        ws.write_blank(last, c, None, fmt) if fmt is not None else ws.write_number(last, c, 0)
+    cells = [_cut(book, values) for values, _ in columns]
+    blanks = [fmt is not None for _, fmt in columns]  # a column's own format leaves blank cells out
     member = f"xl/worksheets/sheet{book.wb.worksheets().index(ws) + 1}.xml"
 
     def splice(package: xlsx_patch.Package, strings) -> dict[str, str]:
@@ -730,7 +791,7 @@ def _rows_spliced(book: _Book, ws, first: int, columns: list[tuple[list, object]
         styles = xlsx_patch.row_styles(xml, last + 1)
         start, end, tags = xlsx_patch.row_span(xml, first + 1, last + 1)
         spec = [(xl_col_to_name(c), styles.get(xl_col_to_name(c), ""), col) for c, col in enumerate(cells)]
-        rows = xlsx_patch.table_rows(first + 1, spec, strings, row_tags=tags, styled_blanks=True)
+        rows = xlsx_patch.table_rows(first + 1, spec, strings, row_tags=tags, styled_blanks=blanks)
         return {member: xml[:start] + rows + xml[end:]}
 
     book.splices.append(splice)
@@ -738,7 +799,7 @@ def _rows_spliced(book: _Book, ws, first: int, columns: list[tuple[list, object]
 
 def _cut(book: _Book, values: list) -> list:
     """Texts cut at Excel's limit, counted in `book.cut` (rare: the column is only copied then)."""
-    if len(max((v for v in values if v.__class__ is str), key=len, default="")) <= xlsx_patch.MAX_TEXT:
+    if max(map(len, [v for v in values if v.__class__ is str]), default=0) <= xlsx_patch.MAX_TEXT:
         return values
     most = xlsx_patch.MAX_TEXT
     cut = [v[:most] if v.__class__ is str and len(v) > most else v for v in values]
@@ -747,33 +808,23 @@ def _cut(book: _Book, values: list) -> list:
 
 
 def _data(book: _Book, values: pd.DataFrame) -> None:
-    """Sheet "Dữ liệu": the tidy table, a row per value; continues on "Dữ liệu (2)" past Excel's row limit.
-
-    With `book.splice`, xlsxwriter writes the sheet with one placeholder row and the rows are built
-    from whole columns and spliced in (`_data_spliced`). Else the cells are written through xlsxwriter
-    by a tight loop over plain lists."""
+    """Sheet "Dữ liệu": the tidy table, a row per value, written by `_table` with the columns' own
+    formats; continues on "Dữ liệu (2)" past Excel's row limit (only a streamed workbook gets there)."""
     cols = [c for c in DATA_HEADERS if c in values.columns]
-    n, texts, nums, vcol = len(values), [], [None] * len(values), 0
-    for c, name in enumerate(cols):
+    n, columns = len(values), []
+    for name in cols:
         raw = values[name].tolist()
         if name == "value":  # numbers stay numbers; text values (choices, dates, notes) stay text
-            vcol, nums = c, [v if v.__class__ is float and v == v else _number(v) for v in raw]
-            raw = [None if x is not None else v for v, x in zip(raw, nums, strict=True)]
-        texts.append((c, [v if v.__class__ is str else None if _blank(v) else str(v) for v in raw]))
-    if book.splice and 0 < n < _MAX_ROWS:
-        return _data_spliced(book, cols, n, texts, nums, vcol)
+            nums = [v if v.__class__ is float and v == v else _number(v) for v in raw]
+            columns.append([x if x is not None else v if v.__class__ is str else None if _blank(v) else str(v)
+                            for v, x in zip(raw, nums, strict=True)])
+        else:
+            columns.append([v if v.__class__ is str else None if _blank(v) else str(v) for v in raw])
     for part, start in enumerate(range(0, max(n, 1), _MAX_ROWS - 1)):
         ws = _data_sheet(book, cols, part)
         end = min(n, start + _MAX_ROWS - 1)
-        write_string, write_number, cut = ws.write_string, ws.write_number, 0
-        for i in range(start, end):  # the hot loop; rows only grow, so -2 can only mean a cut string
-            r = i - start + 1
-            for c, lst in texts:
-                if (v := lst[i]) and write_string(r, c, v) == -2:
-                    cut += 1
-            if (x := nums[i]) is not None:
-                write_number(r, vcol, x)
-        book.cut += cut
+        whole = start == 0 and end == n
+        _table(book, ws, 1, [(col if whole else col[start:end], None) for col in columns])
         _data_finish(book, ws, cols, end - start)
 
 
@@ -789,26 +840,3 @@ def _data_finish(book: _Book, ws, cols: list[str], rows: int) -> None:
     ws.freeze_panes(1, 0)
     ws.autofilter(0, 0, max(rows, 1), len(cols) - 1)
     book.page(ws, landscape=True, repeat=0)
-
-
-def _data_spliced(book: _Book, cols: list[str], n: int, texts: list, nums: list, vcol: int) -> None:
-    """"Dữ liệu" as xlsxwriter's sheet (header, widths, filter, print set-up) around a placeholder last
-    row whose cells carry the column formats; the rows themselves come from `xlsx_patch.table_rows`."""
-    ws = _data_sheet(book, cols, 0)
-    for c in range(len(cols)):
-        ws.write_number(n, c, 0)  # row n + 1: sets the sheet's extent and shows each column's format
-    _data_finish(book, ws, cols, n)
-    columns: list = [None] * len(cols)
-    for c, lst in texts:
-        columns[c] = _cut(book, lst)
-    columns[vcol] = [x if x is not None else t for x, t in zip(nums, columns[vcol], strict=True)]
-    member = f"xl/worksheets/sheet{book.wb.worksheets().index(ws) + 1}.xml"
-
-    def splice(package: xlsx_patch.Package, strings) -> dict[str, str]:
-        xml = package.text(member)
-        styles = xlsx_patch.row_styles(xml, n + 1)
-        letters = [xl_col_to_name(c) for c in range(len(cols))]
-        spec = [(a, styles.get(a, ""), col) for a, col in zip(letters, columns, strict=True)]
-        return {member: xlsx_patch.replace_row(xml, n + 1, xlsx_patch.table_rows(2, spec, strings))}
-
-    book.splices.append(splice)

@@ -31,6 +31,7 @@ from pipeline.findings import FINDING_COLUMNS
 from pipeline.pool import SHARED, run_tasks
 from pipeline.template import Mark, TypedOver, is_input, render_workbook
 from pipeline.text import slug
+from pipeline.writer_cache import WriterCache
 from pipeline.xlsx import is_blank, is_number
 
 CODE_MARK, NAME_MARK = "\ue000unit_code\ue001", "\ue000unit_name\ue001"
@@ -87,12 +88,9 @@ class Prototype:
     strings: str  # xl/sharedStrings.xml, holding CODE_MARK and NAME_MARK
 
 
-_PROTOTYPES: dict[tuple[int, str], tuple[Definition, Prototype]] = {}
-
-
-def prototype(definition: Definition, period: str) -> Prototype:
-    """The prototype for this definition and period, rendered on first use in this process."""
-    hit = _PROTOTYPES.get((id(definition), period))
+def prototype(definition: Definition, period: str, cache: WriterCache) -> Prototype:
+    """The prototype for this definition and period, rendered on first use with `cache` (the run's)."""
+    hit = cache.prototypes.get((id(definition), period))
     if hit is not None and hit[0] is definition:
         return hit[1]
     fields = tuple(f for f in definition.fields.values() if f.total_of or is_input(f, blank=False))
@@ -100,7 +98,7 @@ def prototype(definition: Definition, period: str) -> Prototype:
     render_workbook(definition, buf, period=period,
                     unit={"unit_code": CODE_MARK, "unit_name": NAME_MARK, "full_name": NAME_MARK},
                     values={f.id: xlsx_patch.SENTINEL + k for k, f in enumerate(fields)},
-                    findings=pd.DataFrame(columns=FINDING_COLUMNS))
+                    findings=pd.DataFrame(columns=FINDING_COLUMNS), cache=cache)
     package = xlsx_patch.Package.read(buf.getvalue())
     sheets = {}
     for info, data in package.members:
@@ -117,7 +115,7 @@ def prototype(definition: Definition, period: str) -> Prototype:
     if found != list(range(len(fields))) or CODE_MARK not in strings or NAME_MARK not in strings:
         raise RuntimeError("feedback prototype: placeholders missing from the rendered template")
     proto = Prototype(package, fields, sheets, strings)
-    _PROTOTYPES[(id(definition), period)] = (definition, proto)
+    cache.prototypes[(id(definition), period)] = (definition, proto)
     return proto
 
 
@@ -165,24 +163,28 @@ def filled(proto: Prototype, unit: Mapping, values: Mapping[str, object]) -> dic
 
 
 def render(definition: Definition, path: Path, period: str, unit: Mapping, values: Mapping[str, object],
-           findings: pd.DataFrame, changes: tuple[str, list[tuple]] | None = None) -> None:
+           findings: pd.DataFrame, changes: tuple[str, list[tuple]] | None = None,
+           cache: WriterCache | None = None) -> None:
     """Write one unit's feedback workbook to `path` (atomically): from the prototype when it has no
     findings and every value fits a placeholder, else rendered whole. `changes` lists the cells changed
-    since the file it replaced (see template.render_workbook)."""
+    since the file it replaced (see template.render_workbook); `cache` is the run's WriterCache (None:
+    a fresh one, so the prototype is made for this workbook alone)."""
+    cache = cache if cache is not None else WriterCache()
     if findings.empty and not changes:
-        proto = prototype(definition, period)
+        proto = prototype(definition, period, cache)
         if (members := filled(proto, unit, values)) is not None:
             proto.package.write(path, members)
             return
     render_workbook(definition, path, period=period, unit=unit, values=values, marks=marks(findings),
-                    findings=findings, changes=changes)
+                    findings=findings, changes=changes, cache=cache)
 
 
 def _render_task(task: tuple) -> None:
     """Render one feedback workbook in a worker of `write_feedback` (the definition and period shared)."""
     path, unit, values, findings, changes = task
     findings = SHARED["no_findings"] if findings is None else findings
-    render(SHARED["definition"], path, SHARED["period"], unit, values, findings, changes=changes)
+    render(SHARED["definition"], path, SHARED["period"], unit, values, findings, changes=changes,
+           cache=SHARED["cache"])
 
 
 def write_feedback(
@@ -216,6 +218,7 @@ def write_feedback(
         tasks,
         jobs,
         on_done=(lambda n: on_progress("feedback", n, len(tasks))) if on_progress else None,
-        shared={"definition": definition, "period": period, "no_findings": findings.iloc[0:0]},
+        shared={"definition": definition, "period": period, "no_findings": findings.iloc[0:0],
+                "cache": WriterCache()},
     )
     return links

@@ -25,7 +25,7 @@ from pipeline.peers import peer_findings
 from pipeline.plausibility import ratio_checks
 from pipeline.text import slug
 from pipeline.worksheet import Worksheet
-from pipeline.xlsx import WORKBOOK_OPTIONS, page_setup
+from pipeline.xlsx import FONT, WORKBOOK_OPTIONS, page_setup
 
 PROVINCE_LEVEL = (("g_p", "g_p_name"),)
 _BASE = {"font_name": "Times New Roman", "font_size": 11, "valign": "vcenter"}
@@ -136,6 +136,16 @@ def write_provinces(
     return paths
 
 
+_FORMATS = {
+    "title": {"bold": True, "font_size": 14},
+    "note": {"italic": True},
+    "head": {"bold": True, "border": 1, "text_wrap": True, "align": "center", "bg_color": "#DDEBF7"},
+    "text": {"border": 1, "text_wrap": True},
+    "num": {"border": 1, "num_format": "#,##0.##"},
+    "flag": {"border": 1, "num_format": "#,##0.##", "bg_color": _FLAG},
+}
+
+
 def _write_workbook(
     path: Path,
     definition: Definition,
@@ -146,77 +156,61 @@ def _write_workbook(
     found: pd.DataFrame,
     fields: list[str],
 ) -> None:
-    province = districts["province_name"].iloc[0]
-    flags = {(u, f): m for u, f, m in zip(found["unit_code"], found["field"], found["message"], strict=True)}
+    """Write one province's workbook to `path` (atomically): the districts sheet and the warnings."""
     with atomic_path(path) as tmp:
         wb = xlsxwriter.Workbook(str(tmp), WORKBOOK_OPTIONS)
         wb.set_custom_property(OUTPUT_PROPERTY, "province")  # never read back as a submission
-        fmt = {
-            k: wb.add_format(_BASE | v)
-            for k, v in {
-                "title": {"bold": True, "font_size": 14},
-                "note": {"italic": True},
-                "head": {
-                    "bold": True,
-                    "border": 1,
-                    "text_wrap": True,
-                    "align": "center",
-                    "bg_color": "#DDEBF7",
-                },
-                "text": {"border": 1, "text_wrap": True},
-                "num": {"border": 1, "num_format": "#,##0.##"},
-                "flag": {"border": 1, "num_format": "#,##0.##", "bg_color": _FLAG},
-            }.items()
-        }
-        ws = wb.add_worksheet("Theo đơn vị cấp huyện", worksheet_class=Worksheet)
-        last = 2 + len(fields)
-        ws.write_string(0, 0, f"TỔNG HỢP THEO ĐƠN VỊ CẤP HUYỆN – {province.upper()}", fmt["title"])
-        ws.write_string(1, 0, f"{definition.title} – {definition.period_label(period)}", fmt["note"])
-        ws.write_string(
-            2,
-            0,
-            "Ô tô màu cam: số liệu chênh lệch nhiều so với các đơn vị cấp huyện khác trong tỉnh "
-            "hoặc ngoài khoảng hợp lý; xem ghi chú trong ô và trang «Cảnh báo».",
-            fmt["note"],
-        )
-        heads = ["Mã", "Đơn vị cấp huyện", "Số đơn vị đã nộp"] + [_header(definition, f) for f in fields]
-        for c, h in enumerate(heads):
-            ws.write_string(4, c, h, fmt["head"])
-        ws.set_row(4, 60)
-        got = received.reindex(districts.index)
-        counts = [
-            f"{int(s)}/{int(n)}" if n == n else "" for s, n in zip(got["sum"], got["size"], strict=True)
-        ]
-        rows = zip(
-            districts.index,
-            districts["district_name"],
-            counts,
-            figures.to_numpy(dtype=float).tolist(),
-            strict=True,
-        )
-        for r, (code, name, count, numbers) in enumerate(rows, start=5):
-            ws.write_string(r, 0, str(code), fmt["text"])
-            ws.write_string(r, 1, str(name), fmt["text"])
-            ws.write_string(r, 2, count, fmt["text"])
-            for c, (f, v) in enumerate(zip(fields, numbers, strict=True), start=3):
-                message = flags.get((code, f))
-                if v != v:  # NaN: the district has no such figure
-                    ws.write_blank(r, c, None, fmt["text"])
-                else:
-                    ws.write_number(r, c, v, fmt["flag"] if message else fmt["num"])
-                if message:
-                    ws.write_comment(
-                        r, c, message, {"x_scale": 3, "y_scale": 2.5, "font_name": "Times New Roman"}
-                    )
-        ws.set_column(0, 0, 8)
-        ws.set_column(1, 1, 26)
-        ws.set_column(2, 2, 10)
-        ws.set_column(3, last, 14)
-        ws.freeze_panes(5, 2)
-        ws.repeat_rows(4)
-        _page(ws, last_row=4 + len(districts), last_col=last)
+        fmt = {k: wb.add_format(_BASE | v) for k, v in _FORMATS.items()}
+        _districts_sheet(wb, fmt, definition, period, districts, figures, received, found, fields)
         _warnings_sheet(wb, fmt, districts, found)
         wb.close()
+
+
+def _districts_sheet(wb, fmt: dict, definition: Definition, period: str, districts: pd.DataFrame,
+                     figures: pd.DataFrame, received: pd.DataFrame, found: pd.DataFrame,
+                     fields: list[str]) -> None:
+    """Sheet "Theo đơn vị cấp huyện": a row per district with how many units sent and its figures,
+    those in `found` coloured with the warning as a comment."""
+    province = districts["province_name"].iloc[0]
+    flags = {(u, f): m for u, f, m in zip(found["unit_code"], found["field"], found["message"], strict=True)}
+    ws = wb.add_worksheet("Theo đơn vị cấp huyện", worksheet_class=Worksheet)
+    last = 2 + len(fields)
+    ws.write_string(0, 0, f"TỔNG HỢP THEO ĐƠN VỊ CẤP HUYỆN – {province.upper()}", fmt["title"])
+    ws.write_string(1, 0, f"{definition.title} – {definition.period_label(period)}", fmt["note"])
+    ws.write_string(
+        2,
+        0,
+        "Ô tô màu cam: số liệu chênh lệch nhiều so với các đơn vị cấp huyện khác trong tỉnh "
+        "hoặc ngoài khoảng hợp lý; xem ghi chú trong ô và trang «Cảnh báo».",
+        fmt["note"],
+    )
+    heads = ["Mã", "Đơn vị cấp huyện", "Số đơn vị đã nộp"] + [_header(definition, f) for f in fields]
+    for c, h in enumerate(heads):
+        ws.write_string(4, c, h, fmt["head"])
+    ws.set_row(4, 60)
+    got = received.reindex(districts.index)
+    counts = [f"{int(s)}/{int(n)}" if n == n else "" for s, n in zip(got["sum"], got["size"], strict=True)]
+    rows = zip(districts.index, districts["district_name"], counts, figures.to_numpy(dtype=float).tolist(),
+               strict=True)
+    for r, (code, name, count, numbers) in enumerate(rows, start=5):
+        ws.write_string(r, 0, str(code), fmt["text"])
+        ws.write_string(r, 1, str(name), fmt["text"])
+        ws.write_string(r, 2, count, fmt["text"])
+        for c, (f, v) in enumerate(zip(fields, numbers, strict=True), start=3):
+            message = flags.get((code, f))
+            if v != v:  # NaN: the district has no such figure
+                ws.write_blank(r, c, None, fmt["text"])
+            else:
+                ws.write_number(r, c, v, fmt["flag"] if message else fmt["num"])
+            if message:
+                ws.write_comment(r, c, message, {"x_scale": 3, "y_scale": 2.5, "font_name": FONT})
+    ws.set_column(0, 0, 8)
+    ws.set_column(1, 1, 26)
+    ws.set_column(2, 2, 10)
+    ws.set_column(3, last, 14)
+    ws.freeze_panes(5, 2)
+    ws.repeat_rows(4)
+    _page(ws, last_row=4 + len(districts), last_col=last)
 
 
 def _header(definition: Definition, fid: str) -> str:

@@ -10,7 +10,6 @@ or a link. Formats are created once per workbook (cached), which keeps a render 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import itertools
 import numbers
 from collections.abc import Mapping
@@ -28,7 +27,8 @@ from pipeline.findings import SEVERITY_VN, show
 from pipeline.guard import OUTPUT_PROPERTY
 from pipeline.wording import kind_text
 from pipeline.worksheet import Worksheet
-from pipeline.xlsx import WORKBOOK_OPTIONS, is_blank, is_number, page_setup, quote_sheet, row_height
+from pipeline.writer_cache import WriterCache
+from pipeline.xlsx import WORKBOOK_OPTIONS, is_blank, is_number, page_setup, quote_sheet, records, row_height
 
 GUIDE_SHEET, FEEDBACK_SHEET = "Hướng dẫn", "Góp ý"
 INPUT_FILL, LOCKED_FILL, HEADER_FILL = "#FFF2CC", "#F2F2F2", "#DDEBF7"
@@ -86,7 +86,6 @@ _EXAMPLES = {"integer": "Gõ số liền, ví dụ 2379; không ghi chữ kèm t
              "percent": "Không gõ dấu %, ví dụ 92,5 cho 92,5%."}
 
 
-@functools.cache  # one options dict per distinct rule: cells sharing it can share one validation range
 def validation(ftype: str, lo: float | None, hi: float | None, choices: tuple[str, ...] = ()) -> dict | None:
     """xlsxwriter data_validation options for an input of this type and bounds; None for free text."""
     if ftype in _TITLES:
@@ -141,11 +140,6 @@ def _write_value(ws, r: int, c: int, v: object, st: _Styles, props: dict) -> Non
         ws.write_string(r, c, str(v), st(**props))
 
 
-def _height(*cells: tuple[str, float], minimum: float = 18) -> float:
-    """Row height (points) for texts at 12 points wrapped in columns of the given widths."""
-    return row_height(list(cells), size=12, minimum=minimum)
-
-
 def _merge(ws, r1: int, c1: int, r2: int, c2: int, text: str, fmt) -> None:
     if (r1, c1) == (r2, c2):
         ws.write_string(r1, c1, text, fmt)
@@ -163,8 +157,9 @@ def _page(ws, last_row: int, last_col: int, width: float, repeat: tuple[int, int
 class _Renderer:
     """One workbook being written: the definition, the unit (None = blank), values and marks."""
 
-    def __init__(self, definition: Definition, wb: xlsxwriter.Workbook, period: str, unit, values, marks):
-        self.d, self.wb, self.period, self.unit = definition, wb, period, unit
+    def __init__(self, definition: Definition, wb: xlsxwriter.Workbook, period: str, unit, values, marks,
+                 cache: WriterCache):
+        self.d, self.wb, self.period, self.unit, self.cache = definition, wb, period, unit, cache
         self.values, self.marks, self.blank = values or {}, marks or {}, unit is None
         self.st = _Styles(wb)
         self.pending: dict[tuple[int, int], tuple[dict, list[int]]] = {}  # validations of the current sheet
@@ -175,6 +170,21 @@ class _Renderer:
         where = definition.sheet(definition.role("unit_name").sheet).name
         name = self.unit_name or f"……… (ghi ở trang «{where}»)"
         self.unit_line = f"Đơn vị: {name} – Kỳ báo cáo: {definition.period_label(period)}"
+
+    def sheet(self, name: str) -> Worksheet:
+        ws = self.wb.add_worksheet(name, worksheet_class=Worksheet)
+        ws.formulas = self.cache.formulas
+        return ws
+
+    def height(self, *cells: tuple[str, float], minimum: float = 18) -> float:
+        """Row height (points) for texts at 12 points wrapped in columns of the given widths."""
+        return row_height(list(cells), size=12, minimum=minimum, cache=self.cache)
+
+    def validation(self, f: Field) -> dict | None:
+        """`validation` of field `f`: one options dict per distinct rule in a run, so cells sharing a rule
+        share one validation range."""
+        key = (f.type, f.min, f.max, f.choices)
+        return self.cache.get(self.cache.validations, key, lambda: validation(*key))
 
     @property
     def unit_name(self) -> str:
@@ -217,7 +227,7 @@ class _Renderer:
             if span_to is not None:
                 ws.merge_range(r, c, r, span_to, "", self.st(**props))
             _write_value(ws, r, c, self.values.get(f.id), self.st, props)
-            if (opts := validation(f.type, f.min, f.max, f.choices)) is not None:
+            if (opts := self.validation(f)) is not None:
                 self.pending.setdefault((c, id(opts)), (opts, []))[1].append(r)
         else:
             _write_value(ws, r, c, self.role_value(f), self.st, base | {"bg_color": fill or LOCKED_FILL})
@@ -243,7 +253,7 @@ class _Renderer:
     def form(self, sheet: Sheet) -> None:
         lay = self.d.layout["form"]
         lc, vc, uc, hc, ic = (_col(lay[f"{k}_col"]) for k in ("label", "value", "unit", "hint", "id"))
-        ws = self.wb.add_worksheet(sheet.name, worksheet_class=Worksheet)
+        ws = self.sheet(sheet.name)
         widths = {lc: 42, vc: 16, uc: 13, hc: 26}
         for col, w in widths.items():
             ws.set_column(col, col, w)
@@ -261,7 +271,7 @@ class _Renderer:
             ws.write_string(r, lc, f.label, label)
             ws.write_string(r, ic, f.id)  # lets the reader re-find the row if the ward moved it
             if f.lines > 1:  # free text: one wide cell over the value, unit and hint columns
-                ws.set_row(r, max(16 * f.lines + 4, _height((f.label, widths[lc]))))
+                ws.set_row(r, max(16 * f.lines + 4, self.height((f.label, widths[lc]))))
                 self.cell(ws, f, span_to=hc)
                 continue
             self.cell(ws, f)
@@ -274,7 +284,7 @@ class _Renderer:
                 note = hint(f, self.d)
             ws.write_string(r, uc, unit, centred)
             ws.write_string(r, hc, note, small)
-            ws.set_row(r, _height((f.label, widths[lc]), (unit, widths[uc]), (note, widths[hc] * 1.2)))
+            ws.set_row(r, self.height((f.label, widths[lc]), (unit, widths[uc]), (note, widths[hc] * 1.2)))
         if sheet.id == self.sign_on:
             last = self.signature(ws, last + 2, lc, vc, hc)
         self.validate(ws)
@@ -290,7 +300,7 @@ class _Renderer:
         nc, lc, fc, ic = (_col(lay[k]) for k in ("number_col", "label_col", "first_value_col", "id_col"))
         top, bottom = lay["header_row"] - 1, lay["first_row"] - 2
         lastc = fc + len(sheet.columns) - 1
-        ws = self.wb.add_worksheet(sheet.name, worksheet_class=Worksheet)
+        ws = self.sheet(sheet.name)
         widths = {nc: 5, lc: 48} | {fc + i: 12 for i in range(len(sheet.columns))}
         for col, w in widths.items():
             ws.set_column(col, col, w)
@@ -324,7 +334,7 @@ class _Renderer:
                 ws.write_number(r, nc, n, self.st(border=1, align="center"))
             ws.write_string(r, lc, label, self.st(border=1, text_wrap=True, bold=total))
             ws.write_string(r, ic, rid)
-            ws.set_row(r, _height((label, widths[lc])))
+            ws.set_row(r, self.height((label, widths[lc])))
             for f in cells:
                 self.cell(ws, f)
         if sheet.id == self.sign_on:
@@ -349,7 +359,7 @@ class _Renderer:
         return end + 4
 
     def guide(self) -> None:
-        ws = self.wb.add_worksheet(GUIDE_SHEET, worksheet_class=Worksheet)
+        ws = self.sheet(GUIDE_SHEET)
         ws.set_column(0, 0, 6)
         ws.set_column(1, 1, 90)
         wrap, bold = self.st(text_wrap=True, valign="top"), self.st(bold=True)
@@ -363,7 +373,7 @@ class _Renderer:
         for i, line in enumerate(self.d.instructions, 1):
             ws.write_string(r, 0, f"{i}.", self.st(align="right", valign="top"))
             ws.write_string(r, 1, line, wrap)
-            ws.set_row(r, _height((line, 90)))
+            ws.set_row(r, self.height((line, 90)))
             r += 1
         ws.write_string(r + 1, 0, "CHÚ THÍCH MÀU", bold)
         legend = ((INPUT_FILL, "Ô để đơn vị ghi số liệu"),
@@ -382,7 +392,7 @@ class _Renderer:
         _page(ws, r + len(self.d.sheets), 1, 96)
 
     def feedback(self, findings: pd.DataFrame, changes: tuple[str, list[tuple]] | None = None) -> None:
-        ws = self.wb.add_worksheet(FEEDBACK_SHEET, worksheet_class=Worksheet)
+        ws = self.sheet(FEEDBACK_SHEET)
         ws.activate()
         heads = ("Mức độ", "Trang", "Ô", "Nội dung", "Giá trị đã ghi", "Giá trị đúng", "Có thể là")
         widths = (10, 18, 7, 62, 13, 12, 12)
@@ -409,7 +419,7 @@ class _Renderer:
         text, wrap = self.st(border=1, valign="top"), self.st(border=1, text_wrap=True, valign="top")
         link = self.st(border=1, valign="top", align="center", font_color="#0563C1", underline=1)
         sheets = {s.name for s in self.d.sheets}
-        for r, rec in enumerate(findings.to_dict("records"), 4):
+        for r, rec in enumerate(records(findings), 4):
             sev = rec.get("severity")
             ws.write_string(r, 0, SEVERITY_VN.get(sev, str(sev or "")), self.st(
                 border=1, valign="top", bold=True, bg_color=MARK_FILL.get(sev, LOCKED_FILL)))
@@ -426,7 +436,7 @@ class _Renderer:
             ws.write_string(r, 4, _shown(rec.get("value")), wrap)
             ws.write_string(r, 5, _shown(rec.get("expected")), wrap)
             ws.write_string(r, 6, _shown(rec.get("suggestion")), wrap)
-            ws.set_row(r, _height((_shown(rec.get("message")), widths[3]), (sheet, widths[1])))
+            ws.set_row(r, self.height((_shown(rec.get("message")), widths[3]), (sheet, widths[1])))
         last = max(3, 3 + len(findings))
         if changes and changes[1]:
             last = self.changes(ws, last + 2, changes, widths)
@@ -453,11 +463,11 @@ class _Renderer:
                 ws.write_string(i, 2, str(cell), wrap)
             for c, text in ((3, label), (4, before), (5, after)):
                 ws.write_string(i, c, str(text), wrap)
-            ws.set_row(i, _height((str(label), widths[3]), (str(sheet), widths[1])))
+            ws.set_row(i, self.height((str(label), widths[3]), (str(sheet), widths[1])))
         return r + 1 + len(rows)
 
     def meta(self, extra: Mapping[str, str] | None = None) -> None:
-        ws = self.wb.add_worksheet(META_SHEET, worksheet_class=Worksheet)
+        ws = self.sheet(META_SHEET)
         unit_code = "" if self.unit is None else str(self.unit["unit_code"])
         meta = {"template_id": self.d.id, "template_version": str(self.d.version), "unit_code": unit_code,
                 "period": self.period}
@@ -477,7 +487,7 @@ def render_workbook(definition: Definition, path: Path | str | IO[bytes], *, per
                     unit: Mapping | None = None, values: Mapping[str, object] | None = None,
                     marks: Mapping[str, Mark] | None = None, findings: pd.DataFrame | None = None,
                     extra_meta: Mapping[str, str] | None = None,
-                    changes: tuple[str, list[tuple]] | None = None) -> None:
+                    changes: tuple[str, list[tuple]] | None = None, cache: WriterCache | None = None) -> None:
     """Write the report workbook for `period` to `path` (atomically) or to a binary file object.
 
     `unit` (a units row) pre-fills and locks the unit's code and name; None gives the blank template.
@@ -485,8 +495,10 @@ def render_workbook(definition: Definition, path: Path | str | IO[bytes], *, per
     cells, and `findings` (the findings frame) adds a first sheet "Góp ý" listing them. `extra_meta`
     adds keys to the hidden sheet after META_KEYS (the samples generator marks its workbooks so). `changes`
     (the older version's name, [(sheet, cell, label, before, after)]) lists there what changed since it.
+    `cache` is the run's WriterCache (None: a fresh one).
     """
     check_period(period)
+    cache = cache if cache is not None else WriterCache()
 
     def _write(target) -> None:
         wb = xlsxwriter.Workbook(target, WORKBOOK_OPTIONS)
@@ -494,7 +506,7 @@ def render_workbook(definition: Definition, path: Path | str | IO[bytes], *, per
         wb.set_properties({"title": definition.title, "author": office, "company": office})
         if findings is not None:  # a feedback workbook: never read back as a submission until a ward saves it
             wb.set_custom_property(OUTPUT_PROPERTY, "feedback")
-        r = _Renderer(definition, wb, period, unit, values, marks)
+        r = _Renderer(definition, wb, period, unit, values, marks, cache)
         if findings is not None:
             r.feedback(findings, changes)
         r.guide()
@@ -517,8 +529,9 @@ def write_templates(definition: Definition, units: pd.DataFrame, period: str, ou
     """
     folder = Path(out_dir) / check_period(period)
     paths = [folder / f"mau-bao-cao-{period}.xlsx"]
-    render_workbook(definition, paths[0], period=period)
-    for unit in units.to_dict("records"):
+    cache = WriterCache()
+    render_workbook(definition, paths[0], period=period, cache=cache)
+    for unit in records(units):
         paths.append(folder / f"{unit['slug']}.xlsx")
-        render_workbook(definition, paths[-1], period=period, unit=unit)
+        render_workbook(definition, paths[-1], period=period, unit=unit, cache=cache)
     return paths

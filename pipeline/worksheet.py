@@ -6,7 +6,8 @@
   workbook Excel has to repair, or shift every shared string after it. Such a text is given to
   xlsxwriter as one plain run holding the escaped text, which reads back as the text itself.
 - Formulas are prepared once: xlsxwriter runs about 400 regular expressions over each formula of a
-  conditional format, and every district workbook has the same few (2 ms of the 55 ms one takes).
+  conditional format, and every district workbook has the same few (2 ms of the 55 ms one takes). The
+  prepared ones are kept in `formulas`, the run's WriterCache table the writer gives the sheet.
 
 Both override private methods of xlsxwriter's Worksheet (tests/test_worksheet.py checks that they are
 still called); the classes are given to `Workbook.add_worksheet(name, worksheet_class=...)`.
@@ -17,7 +18,7 @@ from __future__ import annotations
 from xlsxwriter import worksheet as _xw
 
 MAX_TEXT = 32_767  # Excel's longest cell text, in UTF-16 units
-_PREPARED: dict = {}
+_FORMULAS_KEPT = 4096
 
 
 def _utf16(s: str) -> int:
@@ -35,6 +36,8 @@ def _run(s: str) -> str:
 
 
 class Worksheet(_xw.Worksheet):
+    formulas: dict | None = None  # formula key → prepared formula (pipeline.writer_cache); None: not kept
+
     def _write_string(self, row, col, string, cell_format=None):
         if not _looks_rich(string):
             return super()._write_string(row, col, string, cell_format)
@@ -46,10 +49,13 @@ class Worksheet(_xw.Worksheet):
         return super()._write_string(row, col, _run(string), cell_format) or cut
 
     def _prepare_formula(self, formula, *args, **kwargs):
+        kept = self.formulas
+        if kept is None:
+            return super()._prepare_formula(formula, *args, **kwargs)
         key = (formula, args, tuple(sorted(kwargs.items())), self.use_future_functions)
-        prepared = _PREPARED.get(key)
+        prepared = kept.get(key)
         if prepared is None:
-            if len(_PREPARED) >= 4096:
-                _PREPARED.clear()
-            prepared = _PREPARED[key] = super()._prepare_formula(formula, *args, **kwargs)
+            if len(kept) >= _FORMULAS_KEPT:
+                kept.clear()
+            prepared = kept[key] = super()._prepare_formula(formula, *args, **kwargs)
         return prepared

@@ -361,3 +361,70 @@ def test_libreoffice_prints_the_workbook(book, soffice_convert, tmp_path):
     data = pdf.read_bytes()
     assert data.startswith(b"%PDF") and data.count(b"/Type /Page") + data.count(b"/Type/Page") >= 5
 
+
+
+_TABLE_CASES = {  # column cells → what `_table` must write, the same spliced or cell by cell
+    "text and numbers": [["a", "b", "  lề", "<r>x</r>"], [1.0, -0.0, 1234567.125, 1e-7]],
+    "blanks": [[None, "", "x", None], [None, 2.5, None, None]],
+    "odd text": [["_x0041_", "\x01 <b>&amp;</b>", "=SUM(A1)", "x" * 40_000], ["1", "2", "3", "4"]],
+}
+
+
+@pytest.mark.parametrize("case", list(_TABLE_CASES))
+@pytest.mark.parametrize("own_format", [True, False], ids=["cell formats", "column formats"])
+def test_table_paths_write_the_same_cells(tmp_path, case, own_format):
+    """`_table` chooses between splicing rows into the closed workbook and writing them cell by cell
+    (a workbook streaming its rows out): the cells, their formats and the count of cut texts agree."""
+    import io
+
+    import xlsxwriter
+
+    from pipeline import xlsx_patch
+    from pipeline.worksheet import Worksheet
+
+    def write(splice: bool):
+        path = tmp_path / f"{case}-{splice}.xlsx"
+        buf = io.BytesIO()
+        wb = xlsxwriter.Workbook(buf if splice else str(path), {"in_memory": True} if splice else
+                                 {"constant_memory": True})
+        book = district_mod._Book(wb, "", splice=splice)
+        ws = wb.add_worksheet("T", worksheet_class=Worksheet)
+        ws.set_column(0, 1, 12, book.f["indent"])
+        ws.write_string(0, 0, "head")
+        fmts = [book.f["text"], book.f["dec"]] if own_format else [None, None]
+        district_mod._table(book, ws, 1, list(zip(_TABLE_CASES[case], fmts, strict=True)))
+        wb.close()
+        if splice:
+            package = xlsx_patch.Package.read(buf.getvalue())
+            strings = xlsx_patch.SharedStrings(package.text("xl/sharedStrings.xml"))
+            out = {}
+            for f in book.splices:
+                out.update(f(package, strings))
+            out["xl/sharedStrings.xml"] = strings.xml()
+            package.write(path, out)
+        # values as calamine reads them (openpyxl reads "\x01" back as "_x0001_" from a shared string),
+        # formats as openpyxl does
+        values = pc.CalamineWorkbook.from_path(str(path)).get_sheet_by_name("T").to_python()
+        ws = openpyxl.load_workbook(path)["T"]
+        cells = [[(c.number_format, c.alignment.indent, c.border.left.style) for c in r]
+                 for r in ws.iter_rows()]
+        return values, cells, book.cut
+
+    spliced, streamed = write(True), write(False)
+    assert spliced == streamed
+    assert spliced[2] == (1 if case == "odd text" else 0)
+
+
+def test_records_are_to_dict_records():
+    from pipeline.xlsx import records
+
+    frame = pd.DataFrame({"a": [1, 2], "b": [1.5, np.nan], "c": ["x", None], "d": [True, False],
+                          "e": pd.array(["s", None], dtype="string"), "f": [np.int64(3), "t"],
+                          "g": pd.Series([pd.NA, "x"], dtype=object), "h": pd.array([1, None], dtype="Int64"),
+                          "i": pd.to_datetime(["2020-01-01", None]),
+                          "j": pd.Series(["a", None], dtype="str")})
+
+    def shown(rows: list[dict]) -> list:
+        return [[(k, type(v), repr(v)) for k, v in r.items()] for r in rows]
+
+    assert shown(records(frame)) == shown(frame.to_dict("records"))

@@ -14,6 +14,7 @@ from sample_inbox import plausible
 from pipeline import feedback
 from pipeline.findings import FINDING_COLUMNS, public
 from pipeline.template import render_workbook
+from pipeline.writer_cache import WriterCache
 
 PERIOD = "2020-H1"
 UNIT = {"unit_code": "07093", "unit_name": "Đức Chính", "full_name": "Phường Đức Chính"}
@@ -27,7 +28,7 @@ def _whole(definition, unit, values) -> bytes:
 
 
 def _fast(definition, unit, values) -> bytes:
-    proto = feedback.prototype(definition, PERIOD)
+    proto = feedback.prototype(definition, PERIOD, WriterCache())
     members = feedback.filled(proto, unit, values)
     assert members is not None
     buf = io.BytesIO()
@@ -81,7 +82,7 @@ def test_prototype_keeps_odd_values_and_names_as_text(definition):
 
 
 def test_findings_dates_and_padded_names_get_a_whole_render(definition):
-    proto = feedback.prototype(definition, PERIOD)
+    proto = feedback.prototype(definition, PERIOD, WriterCache())
     import datetime as dt
 
     assert feedback.filled(proto, UNIT, {"households": dt.date(2020, 6, 15)}) is None  # not a date field
@@ -99,14 +100,14 @@ def test_render_marks_findings_and_fills_the_rest(definition, tmp_path, monkeypa
     whole = []
     real = feedback.render_workbook
     monkeypatch.setattr(feedback, "render_workbook", lambda *a, **k: whole.append(k) or real(*a, **k))
-    feedback._PROTOTYPES.clear()
+    cache = WriterCache()
     finding = pd.DataFrame([dict.fromkeys(FINDING_COLUMNS, "") | {
         "field": "total.participants", "severity": "error", "message": "Tổng số sai: phải là 828.",
         "sheet": "Hoạt động", "cell": "D16"}])
     values = {"total.participants": 828.0, "health.participants": 350.0}
     for i in range(3):
-        feedback.render(definition, tmp_path / f"ok{i}.xlsx", PERIOD, UNIT, values, NO_FINDINGS)
-    feedback.render(definition, tmp_path / "marked.xlsx", PERIOD, UNIT, values, finding)
+        feedback.render(definition, tmp_path / f"ok{i}.xlsx", PERIOD, UNIT, values, NO_FINDINGS, cache=cache)
+    feedback.render(definition, tmp_path / "marked.xlsx", PERIOD, UNIT, values, finding, cache=cache)
     assert len(whole) == 2  # the prototype once, the ward with a finding; the three others filled
     assert whole[1]["marks"]["total.participants"].severity == "error"
     assert _cells((tmp_path / "ok0.xlsx").read_bytes()) == _cells(_whole(definition, UNIT, values))

@@ -10,7 +10,6 @@ import xlsxwriter
 from python_calamine import CalamineWorkbook
 from xlsxwriter.worksheet import Worksheet as PlainWorksheet
 
-from pipeline import worksheet
 from pipeline.district import SHEETS, write_district_workbook
 from pipeline.template import render_workbook
 from pipeline.worksheet import MAX_TEXT, Worksheet
@@ -84,24 +83,28 @@ def test_ward_text_shaped_like_rich_xml_in_district_and_feedback_workbooks(defin
 
 
 def test_formulas_are_prepared_once_and_as_xlsxwriter_prepares_them(definition, tmp_path, monkeypatch):
-    """The same text as a plain worksheet gives, and a second district workbook prepares none of its
-    formulas again (a failure here can mean xlsxwriter renamed the method the class overrides)."""
+    """The same text as a plain worksheet gives, and a second district workbook of the run (the same
+    WriterCache) prepares none of its formulas again (a failure here can mean xlsxwriter renamed the
+    method the class overrides)."""
+    from pipeline.writer_cache import WriterCache
     from tests.test_district import _kwargs
 
     for formula, future in (('"Đạt"', True), ("=SUM(D2:D15)", False), ("=XLOOKUP(A1,B:B,C:C)", False),
                             ("=STDEV.S(A1:A3)", True), ("{=SUM(A1:A2)}", False)):
         ours, theirs = Worksheet(), PlainWorksheet()
+        ours.formulas = {}
         assert ours._prepare_formula(formula, future) == theirs._prepare_formula(formula, future)
-    worksheet._PREPARED.clear()
+        assert ours._prepare_formula(formula, future) == theirs._prepare_formula(formula, future)  # kept
+    cache = WriterCache()
     calls = []
     plain = PlainWorksheet._prepare_formula
     monkeypatch.setattr(PlainWorksheet, "_prepare_formula",
                         lambda self, *a: calls.append(a) or plain(self, *a))
-    write_district_workbook(tmp_path / "a.xlsx", definition, **_kwargs(definition))
+    write_district_workbook(tmp_path / "a.xlsx", definition, **_kwargs(definition), cache=cache)
     first = len(calls)
     assert first >= 6  # the two SUMs of "Theo đơn vị" and the status colours of two sheets
-    assert len(worksheet._PREPARED) == first
-    write_district_workbook(tmp_path / "b.xlsx", definition, **_kwargs(definition))
+    assert len(cache.formulas) == first
+    write_district_workbook(tmp_path / "b.xlsx", definition, **_kwargs(definition), cache=cache)
     assert len(calls) == first
     a, b = (openpyxl.load_workbook(tmp_path / n) for n in ("a.xlsx", "b.xlsx"))
     rules = [[(str(r.sqref), [x.formula for x in r.rules]) for r in wb[SHEETS[3]].conditional_formatting]

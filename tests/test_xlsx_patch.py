@@ -150,3 +150,41 @@ def test_row_span_keeps_the_row_tags_xlsxwriter_wrote():
 
     with pytest.raises(ValueError, match="no rows 8 to 9"):
         xlsx_patch.row_span(xml, 8, 9)
+
+
+def _zipfile_written(package: xlsx_patch.Package, replaced: dict[str, str]) -> bytes:
+    """The package as zipfile.ZipFile.writestr writes it (level 1): what Package.write must equal."""
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as dst:
+        for info, data in package.members:
+            entry = zipfile.ZipInfo(info.filename, info.date_time)
+            entry.external_attr, entry.compress_type = info.external_attr, zipfile.ZIP_DEFLATED
+            new = replaced.get(info.filename)
+            dst.writestr(entry, data if new is None else new.encode("utf-8"), compresslevel=1)
+    return out.getvalue()
+
+
+def test_package_write_is_what_zipfile_writes(tmp_path):
+    """Package.write lays the archive out itself, keeping the unchanged members deflated once: the bytes
+    are zipfile's, the first time and when the deflated members are reused, to a path or a buffer."""
+    import zipfile
+
+    buf = io.BytesIO()
+    wb = xlsxwriter.Workbook(buf, {"in_memory": True})
+    ws = wb.add_worksheet("Trang 1")
+    ws.write_string(0, 0, "Đơn vị")
+    ws.write_number(1, 0, 828)
+    wb.close()
+    package = xlsx_patch.Package.read(buf.getvalue())
+    sheet = package.text("xl/worksheets/sheet1.xml")
+    for replaced in ({}, {"xl/worksheets/sheet1.xml": sheet.replace("828", "829")}, {}):
+        ours = io.BytesIO()
+        package.write(ours, replaced)
+        assert ours.getvalue() == _zipfile_written(package, replaced)
+        package.write(tmp_path / "p.xlsx", replaced)
+        assert (tmp_path / "p.xlsx").read_bytes() == ours.getvalue()
+        with zipfile.ZipFile(tmp_path / "p.xlsx") as z:
+            assert z.testzip() is None
+    assert package.packed  # the unchanged members were deflated once and kept
