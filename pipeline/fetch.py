@@ -82,7 +82,7 @@ class FetchReport:
 # --- IMAP ----------------------------------------------------------------------------------------
 
 
-def _explain(exc: BaseException, server: Server) -> str:
+def explain_mail_error(exc: BaseException, server: Server) -> str:
     """A Vietnamese sentence for a connection or login failure."""
     where = f"máy chủ {server.protocol.upper()} {server.host}:{server.port}"
     if isinstance(exc, ssl.SSLCertVerificationError):
@@ -140,7 +140,7 @@ def connect_imap(server: Server, password: str) -> imaplib.IMAP4:
     except MailError:
         raise
     except (OSError, imaplib.IMAP4.error) as exc:
-        raise MailError(_explain(exc, server)) from exc
+        raise MailError(explain_mail_error(exc, server)) from exc
     return conn
 
 
@@ -527,7 +527,7 @@ def fetch_mail(
                 on_message(n, len(uids))
         report.findings = make_findings(ctx.records, load_rules())
     except (OSError, imaplib.IMAP4.error) as exc:
-        raise MailError(_explain(exc, server)) from exc
+        raise MailError(explain_mail_error(exc, server)) from exc
     finally:
         with contextlib.suppress(OSError, imaplib.IMAP4.error):
             conn.logout()

@@ -29,7 +29,7 @@ import pandas as pd
 from pipeline.atomic import write_text
 from pipeline.config import MailConfig, Server
 from pipeline.definition import Definition
-from pipeline.fetch import MailError, _explain
+from pipeline.fetch import MailError, explain_mail_error
 from pipeline.letters import Sender, feedback_letter, reminder_letter, report_name
 from pipeline.store import Store, now
 
@@ -248,9 +248,9 @@ def connect_smtp(server: Server, password: str) -> smtplib.SMTP:
     except MailError:
         raise
     except smtplib.SMTPAuthenticationError as exc:
-        raise MailError(_explain(Exception("AUTHENTICATIONFAILED"), server)) from exc
+        raise MailError(explain_mail_error(Exception("AUTHENTICATIONFAILED"), server)) from exc
     except (OSError, smtplib.SMTPException) as exc:
-        raise MailError(_explain(exc, server)) from exc
+        raise MailError(explain_mail_error(exc, server)) from exc
     return conn
 
 
