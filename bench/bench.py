@@ -9,8 +9,8 @@
    figures from bench/figures.py), a few percent with the slips of DOMAIN.md and a few percent with
    plausibility slips (a figure 10 to 1,000,000 times too large, ...; labelled in labels.csv), about 5 %
    saved as .xls; about 2 % of the units send nothing. The inbox is cached under <cache>/n<N>/, keyed
-   by N and a hash of schemas/*.yaml, pipeline/template.py, samples/sample_inbox.py, bench/figures.py and
-   this generator's version, and is resumable. Generation is never timed.
+   by N and a hash of schemas/*.yaml, pipeline/writers/template.py, samples/sample_inbox.py,
+   bench/figures.py and this generator's version, and is resumable. Generation is never timed.
 3. Timed, `--repeat` times each, medians reported, all in this one run of the script:
    - floor: python-calamine reading every needed sheet of every file (`to_python()`), nothing else;
    - naive: `pandas.read_excel(path, sheet_name=None, engine="openpyxl")` for every file (.xls with
@@ -252,7 +252,7 @@ def _gen_init(inbox: str, tmp: str) -> None:
 def _gen_one(task: dict) -> str:
     from sample_inbox import as_xls, set_cells
 
-    from pipeline.template import render_workbook
+    from pipeline.writers.template import render_workbook
 
     definition, inbox, tmpdir = _GEN["definition"], _GEN["inbox"], _GEN["tmp"]
     final = inbox / task["name"]
@@ -277,7 +277,7 @@ def cache_key(n: int) -> str:
     the renderer, the sample figures and this generator's version: what the generated files depend on."""
     h = hashlib.sha256(f"n={n};generator={GENERATOR_VERSION};period={PERIOD}".encode())
     yamls = [p for p in sorted(SCHEMAS_DIR.glob("*.yaml")) if p.name != "rules.yaml"]
-    code = [ROOT / "pipeline" / "template.py", ROOT / "samples" / "sample_inbox.py",
+    code = [ROOT / "pipeline" / "writers" / "template.py", ROOT / "samples" / "sample_inbox.py",
             ROOT / "bench" / "figures.py"]
     for p in [*yamls, *code]:
         h.update(p.name.encode() + b"\0" + p.read_bytes())
@@ -396,7 +396,7 @@ def naive(files: list[Path]) -> dict[str, float]:
 _CHILD = r"""
 import json, resource, sys, time
 t0 = time.perf_counter()
-from pipeline.cli import main
+from pipeline.cli.commands import main
 t1 = time.perf_counter()
 rc = main(sys.argv[1:])
 t2 = time.perf_counter()
@@ -657,8 +657,8 @@ def main(argv: list[str] | None = None) -> int:
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     if skip - {"naive", "floor", "feedback"}:
         p.error(f"--skip: unknown {sorted(skip - {'naive', 'floor', 'feedback'})}")
-    if args.baseline is not None and not (args.baseline / "pipeline" / "cli.py").is_file():
-        p.error(f"--baseline: {args.baseline} holds no pipeline/cli.py")
+    if args.baseline is not None and not (args.baseline / "pipeline" / "__init__.py").is_file():
+        p.error(f"--baseline: {args.baseline} holds no pipeline/__init__.py")
     cache = args.cache.resolve()
     info = prepare(args.n, cache, args.gen_jobs)
     if args.generate_only:

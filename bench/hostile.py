@@ -53,8 +53,8 @@ def _submission(code: str = "07093") -> bytes:
     from sample_inbox import plausible
 
     from pipeline.definition import load_definition
-    from pipeline.template import render_workbook
     from pipeline.units import load_units
+    from pipeline.writers.template import render_workbook
 
     unit = load_units().set_index("unit_code").loc[code].to_dict() | {"unit_code": code}
     buf = io.BytesIO()

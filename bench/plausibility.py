@@ -7,9 +7,10 @@ The units and figures are bench.py's (`make_units`, `plan_submissions` with benc
 seed of their own: tune the YAML's bounds on one seed, report on another. Instead of writing and reading
 10,000 workbooks, each unit's figures go straight into the frame of raw cells the reader would return
 (numbers as numbers, text as text, dates as datetimes, the percent flag of a "92%" cell), which is then
-validated by `pipeline.validate.validate` (ratios, magnitudes, the report date) and judged among peers by
-`pipeline.peers.add_peer_findings`, as `tonghop consolidate` does. A unit has at most one slip; `--rate`
-of them get a plausibility slip of figures.SLIP_KINDS, about 6 % one of bench.py's other slips.
+validated by `pipeline.checks.validate.validate` (ratios, magnitudes, the report date) and judged
+among peers by `pipeline.checks.peers.add_peer_findings`, as `tonghop consolidate` does. A unit has at
+most one slip; `--rate` of them get a plausibility slip of figures.SLIP_KINDS, about 6 % one of
+bench.py's other slips.
 
 With --findings, the findings.csv of a real run on bench.py's inbox (workbooks written and read) is
 scored instead: the same units and slips, for checking that the shortcut measures what the job does.
@@ -38,12 +39,12 @@ import pandas as pd  # noqa: E402
 
 import bench as gen  # noqa: E402  (bench/bench.py: units and submissions)
 from pipeline import findings as findings_mod  # noqa: E402
-from pipeline import plausibility as plaus_mod  # noqa: E402
-from pipeline import validate as validate_mod  # noqa: E402
+from pipeline.checks import plausibility as plaus_mod  # noqa: E402
+from pipeline.checks import validate as validate_mod  # noqa: E402
+from pipeline.checks.peers import add_peer_findings  # noqa: E402
+from pipeline.checks.validate import CELL_COLUMNS, validate  # noqa: E402
 from pipeline.definition import MAGNITUDE_RULES, PEER_RULES, load_definition  # noqa: E402
 from pipeline.findings import make_findings  # noqa: E402
-from pipeline.peers import add_peer_findings  # noqa: E402
-from pipeline.validate import CELL_COLUMNS, validate  # noqa: E402
 
 UNIT_COLUMNS = ["unit_code", "unit_name", "district_code", "district_name", "province_code", "province_name"]
 if "suggestion" not in findings_mod.ALL_COLUMNS:  # until the findings frame carries it (issue 12)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline.checks import violations
+from pipeline.checks.cross import violations
 from pipeline.definition import IDENTITY_ROLES, Definition
 from pipeline.findings import Finding
 

@@ -588,107 +588,89 @@ def build_definition(raw: dict, path: Path = DEFAULT_DEFINITION) -> Definition:
                               "đối chiếu với schemas/tthtcd-6thang.yaml") from None
 
 
-def _build(raw: dict, path: Path) -> Definition:
-    name = path.name
-    _check_shape(raw, name)
-    choices = {k: tuple(v) for k, v in (raw.get("choices") or {}).items()}
-    lay = raw["layout"]
-    form, table = lay.get("form", {}), lay.get("table", {})
-    fields: dict[str, Field] = {}
-    sheets: list[Sheet] = []
-    tables: dict[str, tuple[list[str], list[str]]] = {}  # table sheet → (its non-total rows, its columns)
-    seen_sheets: set[str] = set()
-    for si, s in enumerate(raw["sheets"]):
-        where = f"{name}: sheets[{si}]"
-        _need(isinstance(s, dict) and _ID.match(str(s.get("id", ""))) is not None, where, "thiếu 'id' hợp lệ")
+def _check_sheet_name(s: dict, where: str, seen: set[str]) -> None:
+    """A sheet's id and name as Excel takes them: present, at most 31 characters, unique, allowed."""
+    _need(isinstance(s, dict) and _ID.match(str(s.get("id", ""))) is not None, where, "thiếu 'id' hợp lệ")
+    _need(
+        bool(s.get("name")) and len(s["name"]) <= 31,
+        f"{where} ({s['id']})",
+        "tên trang thiếu hoặc dài quá 31 ký tự",
+    )
+    _need(s["name"] not in seen, where, f"tên trang {s['name']!r} bị trùng")
+    _need(
+        s["name"] not in RESERVED_SHEETS and not _BAD_SHEET_CHARS.search(s["name"]),
+        where,
+        f"tên trang {s['name']!r} trùng tên dành riêng hoặc có ký tự Excel không cho phép",
+    )
+    seen.add(s["name"])
+
+
+def _table_sheet(s: dict, where: str, name: str, table: dict, choices: dict, fields: dict[str, Field],
+                 tables: dict[str, tuple[list[str], list[str]]]) -> Sheet:
+    """A table sheet: a field per (row, column), added to `fields`; its plain rows and columns to `tables`."""
+    t = s["table"]
+    cols, rows = t.get("columns") or [], t.get("rows") or []
+    _need(bool(cols) and bool(rows), f"{where}.table", "bảng cần 'columns' và 'rows'")
+    first_col = _col(table["first_value_col"], f"{name}: layout.table")
+    ids: list[str] = []
+    for ri, r in enumerate(rows):
         _need(
-            bool(s.get("name")) and len(s["name"]) <= 31,
-            f"{where} ({s['id']})",
-            "tên trang thiếu hoặc dài quá 31 ký tự",
+            _ID.match(str(r.get("id", ""))) is not None,
+            f"{where}.table.rows[{ri}]",
+            "thiếu 'id' hợp lệ",
         )
-        _need(s["name"] not in seen_sheets, where, f"tên trang {s['name']!r} bị trùng")
-        _need(
-            s["name"] not in RESERVED_SHEETS and not _BAD_SHEET_CHARS.search(s["name"]),
-            where,
-            f"tên trang {s['name']!r} trùng tên dành riêng hoặc có ký tự Excel không cho phép",
-        )
-        seen_sheets.add(s["name"])
-        ids: list[str] = []
-        if "table" in s:
-            t = s["table"]
-            cols, rows = t.get("columns") or [], t.get("rows") or []
-            _need(bool(cols) and bool(rows), f"{where}.table", "bảng cần 'columns' và 'rows'")
-            first_col = _col(table["first_value_col"], f"{name}: layout.table")
-            for ri, r in enumerate(rows):
-                _need(
-                    _ID.match(str(r.get("id", ""))) is not None,
-                    f"{where}.table.rows[{ri}]",
-                    "thiếu 'id' hợp lệ",
-                )
-                for ci, c in enumerate(cols):
-                    cw = f"{where}.table.columns[{ci}]"
-                    _need(_ID.match(str(c.get("id", ""))) is not None, cw, "thiếu 'id' hợp lệ")
-                    fid = f"{r['id']}.{c['id']}"
-                    _need(fid not in fields, f"{where}.table", f"mã ô {fid!r} bị trùng")
-                    tot = r.get("total_of")
-                    if tot == "*":
-                        tot = [f"{o['id']}.{c['id']}" for o in rows if not o.get("total_of")]
-                    elif tot:
-                        tot = [f"{o}.{c['id']}" for o in tot]
-                    col_label = f"{c['group']}: {c['label']}" if c.get("group") else c.get("label", "")
-                    spec = {k: v for k, v in c.items() if k not in ("id", "group")} | {
-                        "total_of": tot or (),
-                        "label": f"{r.get('label', '')} – {col_label}",
-                    }
-                    f = _field(
-                        spec,
-                        cw,
-                        s["id"],
-                        table["first_row"] + ri,
-                        first_col + ci,
-                        choices,
-                        fid=fid,
-                        table_row=r["id"],
-                        table_col=c["id"],
-                    )
-                    ids.append(fid)
-                    fields[fid] = f
-                if not r.get("total_of"):
-                    tables.setdefault(s["id"], ([], [c.get("id") for c in cols]))[0].append(r["id"])
-            sheets.append(
-                Sheet(
-                    s["id"],
-                    s["name"],
-                    s.get("title", ""),
-                    "table",
-                    tuple(ids),
-                    rows=tuple((r["id"], r["label"]) for r in rows),
-                    columns=tuple((c["id"], c["label"], c.get("group", "")) for c in cols),
-                    number_label=t.get("number_label", "TT"),
-                    table_label=t.get("label", ""),
-                    signature=bool(s.get("signature")),
-                )
-            )
-        else:
-            vcol = _col(form["value_col"], f"{name}: layout.form")
-            for fi, spec in enumerate(s.get("fields") or []):
-                fw = f"{where}.fields[{fi}]"
-                f = _field(spec, fw, s["id"], form["first_row"] + fi, vcol, choices)
-                _need(_ID.match(f.id) is not None, fw, f"mã trường {f.id!r} không hợp lệ")
-                _need(f.id not in fields, fw, f"mã trường {f.id!r} bị trùng")
-                ids.append(f.id)
-                fields[f.id] = f
-            _need(bool(ids), where, "trang không có trường nào")
-            sheets.append(
-                Sheet(
-                    s["id"],
-                    s["name"],
-                    s.get("title", ""),
-                    "form",
-                    tuple(ids),
-                    signature=bool(s.get("signature")),
-                )
-            )
+        for ci, c in enumerate(cols):
+            cw = f"{where}.table.columns[{ci}]"
+            _need(_ID.match(str(c.get("id", ""))) is not None, cw, "thiếu 'id' hợp lệ")
+            fid = f"{r['id']}.{c['id']}"
+            _need(fid not in fields, f"{where}.table", f"mã ô {fid!r} bị trùng")
+            tot = r.get("total_of")
+            if tot == "*":
+                tot = [f"{o['id']}.{c['id']}" for o in rows if not o.get("total_of")]
+            elif tot:
+                tot = [f"{o}.{c['id']}" for o in tot]
+            col_label = f"{c['group']}: {c['label']}" if c.get("group") else c.get("label", "")
+            spec = {k: v for k, v in c.items() if k not in ("id", "group")} | {
+                "total_of": tot or (),
+                "label": f"{r.get('label', '')} – {col_label}",
+            }
+            fields[fid] = _field(spec, cw, s["id"], table["first_row"] + ri, first_col + ci, choices, fid=fid,
+                                 table_row=r["id"], table_col=c["id"])
+            ids.append(fid)
+        if not r.get("total_of"):
+            tables.setdefault(s["id"], ([], [c.get("id") for c in cols]))[0].append(r["id"])
+    return Sheet(
+        s["id"],
+        s["name"],
+        s.get("title", ""),
+        "table",
+        tuple(ids),
+        rows=tuple((r["id"], r["label"]) for r in rows),
+        columns=tuple((c["id"], c["label"], c.get("group", "")) for c in cols),
+        number_label=t.get("number_label", "TT"),
+        table_label=t.get("label", ""),
+        signature=bool(s.get("signature")),
+    )
+
+
+def _form_sheet(s: dict, where: str, name: str, form: dict, choices: dict, fields: dict[str, Field]) -> Sheet:
+    """A form sheet: a field per row, added to `fields`."""
+    vcol = _col(form["value_col"], f"{name}: layout.form")
+    ids: list[str] = []
+    for fi, spec in enumerate(s.get("fields") or []):
+        fw = f"{where}.fields[{fi}]"
+        f = _field(spec, fw, s["id"], form["first_row"] + fi, vcol, choices)
+        _need(_ID.match(f.id) is not None, fw, f"mã trường {f.id!r} không hợp lệ")
+        _need(f.id not in fields, fw, f"mã trường {f.id!r} bị trùng")
+        ids.append(f.id)
+        fields[f.id] = f
+    _need(bool(ids), where, "trang không có trường nào")
+    return Sheet(s["id"], s["name"], s.get("title", ""), "form", tuple(ids),
+                 signature=bool(s.get("signature")))
+
+
+def _check_references(fields: dict[str, Field], name: str) -> None:
+    """Totals' parts and weights name numeric fields that exist; each role is held by one field."""
     for f in fields.values():
         for part in f.total_of:
             _need(part in fields, f"{name}: {f.id}", f"total_of: trường {part!r} không tồn tại")
@@ -699,6 +681,11 @@ def _build(raw: dict, path: Path) -> Definition:
         _need(n == 1 or (n == 0 and role not in IDENTITY_ROLES), name, f"cần đúng một trường có role: {role}")
     _need(all(f.type == "date" for f in fields.values() if f.role == "report_date"), name,
           "trường có role: report_date phải có kiểu date")
+
+
+def _all_rules(raw: dict, fields: dict[str, Field], name: str) -> tuple[dict, object]:
+    """The registry of a report — schemas/rules.yaml, the report's own rules and its plausibility rules
+    (every rule named in a `suppressed_by` must exist) — and its plausibility section."""
     rules = load_rules()
     own = _rules(raw.get("rules"), f"{name}: rules")
     dup = set(rules) & set(own)
@@ -710,6 +697,27 @@ def _build(raw: dict, path: Path) -> Definition:
     for rule in rules.values():
         missing = set(rule.suppressed_by) - set(rules)
         _need(not missing, f"{name}: rules.{rule.id}.suppressed_by", f"quy tắc không có: {sorted(missing)}")
+    return rules, plausibility
+
+
+def _build(raw: dict, path: Path) -> Definition:
+    name = path.name
+    _check_shape(raw, name)
+    choices = {k: tuple(v) for k, v in (raw.get("choices") or {}).items()}
+    lay = raw["layout"]
+    fields: dict[str, Field] = {}
+    sheets: list[Sheet] = []
+    tables: dict[str, tuple[list[str], list[str]]] = {}  # table sheet → (its non-total rows, its columns)
+    seen_sheets: set[str] = set()
+    for si, s in enumerate(raw["sheets"]):
+        where = f"{name}: sheets[{si}]"
+        _check_sheet_name(s, where, seen_sheets)
+        if "table" in s:
+            sheets.append(_table_sheet(s, where, name, lay.get("table", {}), choices, fields, tables))
+        else:
+            sheets.append(_form_sheet(s, where, name, lay.get("form", {}), choices, fields))
+    _check_references(fields, name)
+    rules, plausibility = _all_rules(raw, fields, name)
     checks = _checks(raw.get("checks"), fields, tables, rules)
     return Definition(
         id=str(raw["id"]),
@@ -736,8 +744,8 @@ def _build(raw: dict, path: Path) -> Definition:
 
 # --- The plausibility section (`plausibility:` of the report YAML) ----------------------------------------
 # Figures that are possible but unlikely: ratios between fields of one unit, the report date against the
-# period, and each unit's figures against its peers. Every finding is a warning. pipeline.plausibility
-# (within a unit) and pipeline.peers (among units) evaluate what is parsed here.
+# period, and each unit's figures against its peers. Every finding is a warning. pipeline.checks.plausibility
+# (within a unit) and pipeline.checks.peers (among units) evaluate what is parsed here.
 
 # Generic rules the plausibility code emits (messages in rules.yaml); a ratio may name its own rule.
 RATIO_RULE = "ratio-implausible"

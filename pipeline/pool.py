@@ -8,7 +8,7 @@ feedback workbooks and the district workbooks. What it guarantees:
   modules), else spawn (Windows): then `func` is pickled by reference and `shared` is sent once to
   each worker, never with each task;
 - the workers ignore Ctrl-C (this process handles it) and die with this process, even after a
-  kill -9 of it (see pipeline.isolation.become_worker);
+  kill -9 of it (see pipeline.intake.isolation.become_worker);
 - an exception or a Ctrl-C here, or a worker's failure, ends every worker at once (no task is left
   running or queued) before the exception goes on.
 
@@ -24,7 +24,7 @@ import multiprocessing
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from pipeline.isolation import become_worker, interrupts_ignored
+from pipeline.intake.isolation import become_worker, interrupts_ignored
 
 __all__ = ["SHARED", "context", "run_tasks"]
 

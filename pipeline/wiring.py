@@ -4,7 +4,7 @@
     consolidate_inbox  inbox → check_files → choose → judge → consolidate → writers → store → manifest,
                        written into the outbox's staging folder, swapped in for <out>/<period>/ at the end
 
-Each stage takes only what it needs: reading its `ReadOptions` (pipeline.reading), writing its
+Each stage takes only what it needs: reading its `ReadOptions` (pipeline.intake.reading), writing its
 `WriteOptions`, the counting rule `strict`. Nothing here prints; progress goes through
 `on_progress(stage, done, total)`.
 """
@@ -22,7 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import __version__, history_steps
+from pipeline import __version__
+from pipeline.checks.peers import add_peer_findings
+from pipeline.checks.validate import validate
 from pipeline.consolidate import (
     RECEIVED,
     STATUS_MISSING,
@@ -32,15 +34,22 @@ from pipeline.consolidate import (
     drop_out_of_period,
 )
 from pipeline.definition import SAMPLE_KEY, Definition
-from pipeline.district_books import write_districts
-from pipeline.feedback import write_feedback
 from pipeline.findings import Finding, make_findings, records_frame, sort_findings
-from pipeline.guard import Problem
-from pipeline.history import RunHistory
-from pipeline.identify import SUBMISSION_UNIT_COLUMNS, identify
-from pipeline.inbox import take_in
+from pipeline.history import steps as history_steps
+from pipeline.history.runs import RunHistory
+from pipeline.history.store import now as store_now
+from pipeline.intake.guard import Problem
+from pipeline.intake.identify import SUBMISSION_UNIT_COLUMNS, identify
+from pipeline.intake.inbox import take_in
+from pipeline.intake.reader import make_spec
+from pipeline.intake.reading import ReadOptions, cells_frame, read_all
 from pipeline.outbox import open_outbox
-from pipeline.outputs import (
+from pipeline.periods import load_deadlines
+from pipeline.pool import fewer_collections
+from pipeline.text import fold
+from pipeline.writers.district_books import write_districts
+from pipeline.writers.feedback import write_feedback
+from pipeline.writers.outputs import (
     FINDINGS_HEADERS,
     VALUES_COLUMNS,
     VALUES_HEADERS,
@@ -54,15 +63,7 @@ from pipeline.outputs import (
     write_findings_json,
     write_manifest,
 )
-from pipeline.peers import add_peer_findings
-from pipeline.periods import load_deadlines
-from pipeline.pool import fewer_collections
-from pipeline.province import write_provinces
-from pipeline.reader import make_spec
-from pipeline.reading import ReadOptions, cells_frame, read_all
-from pipeline.store import now as store_now
-from pipeline.text import fold
-from pipeline.validate import validate
+from pipeline.writers.province import write_provinces
 
 log = logging.getLogger("tonghop")
 
@@ -92,7 +93,7 @@ def check_files(
 ) -> Result:
     """Guard, read, validate and identify `paths` (`period`: the run's, None to take each file's own);
     `names` are the file names shown to people. `refused` (file index -> Problem) are reported and never
-    opened (pipeline.inbox refuses them)."""
+    opened (pipeline.intake.inbox refuses them)."""
     names = list(names) if names is not None else [str(p) for p in paths]
     t0 = time.perf_counter()
     raws, file_found, prints = read_all(paths, make_spec(definition), options or ReadOptions(), on_progress,
@@ -241,7 +242,7 @@ class _Job:
     run: dict  # the store's runs row
     on_progress: Callable[[str, int, int], None] | None
     t: dict[str, float]  # when each stage ended (time.perf_counter)
-    intake: object = None  # pipeline.inbox.Intake
+    intake: object = None  # pipeline.intake.inbox.Intake
     names: list[str] = field(default_factory=list)  # files to read, as people see them
     books: list[Path] = field(default_factory=list)
     others: list[str] = field(default_factory=list)  # files of the inbox that are not workbooks
@@ -334,7 +335,7 @@ def _take_in(job: _Job) -> None:
 
 
 def _read(job: _Job) -> None:
-    """Guard, read, validate and identify every file (pipeline.reading, pipeline.validate)."""
+    """Guard, read, validate and identify every file (pipeline.intake.reading, pipeline.checks.validate)."""
     on_progress = job.on_progress
     job.result = check_files(
         job.books, job.definition, job.units, period=job.period, names=job.names, options=job.read,
@@ -406,7 +407,7 @@ def _consolidate(job: _Job) -> None:
 
 
 def _write_feedback(job: _Job) -> None:
-    """One feedback workbook per chosen submission of a known unit (pipeline.feedback)."""
+    """One feedback workbook per chosen submission of a known unit (pipeline.writers.feedback)."""
     if job.write.feedback:
         job.links = write_feedback(
             job.definition, job.out_dir, job.period, job.units, job.subs[job.subs["chosen"]],

@@ -25,8 +25,8 @@ from pathlib import Path
 import openpyxl
 
 from pipeline.definition import SAMPLE_KEY, Definition, load_definition
-from pipeline.template import render_workbook
 from pipeline.units import load_units
+from pipeline.writers.template import render_workbook
 
 # The seed report of phường Đức Chính, 2020-H1, as typed (text where the seed has text).
 DUC_CHINH: dict[str, object] = {

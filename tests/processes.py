@@ -32,7 +32,7 @@ def block(name):
 for target in filter(None, os.environ.get("TONGHOP_TEST_BLOCK", "").split(",")):
     module, name = target.rsplit(".", 1)
     setattr(importlib.import_module(module), name, block(name))
-from pipeline.cli import main
+from pipeline.cli.commands import main
 sys.exit(main(sys.argv[1:]))
 """
 

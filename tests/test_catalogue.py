@@ -32,17 +32,17 @@ import pytest
 from sample_inbox import plausible
 
 import pipeline
-from pipeline.attachments import MailLimits
+from pipeline.checks.validate import CELL_COLUMNS, validate
 from pipeline.consolidate import choose_submissions, consolidate, self_test
 from pipeline.definition import Definition, load_definition, load_rules
-from pipeline.fetch import DEFAULT_LIMITS
 from pipeline.findings import make_findings, records_frame, render_message
-from pipeline.isolation import Failure, map_isolated
-from pipeline.reading import ReadOptions
-from pipeline.template import render_workbook
+from pipeline.intake.isolation import Failure, map_isolated
+from pipeline.intake.reading import ReadOptions
+from pipeline.mail.attachments import MailLimits
+from pipeline.mail.fetch import DEFAULT_LIMITS
 from pipeline.units import load_units
-from pipeline.validate import CELL_COLUMNS, validate
 from pipeline.wiring import check_files
+from pipeline.writers.template import render_workbook
 
 DEF = load_definition()
 LIBRARY = load_definition(Path(__file__).resolve().parent / "fixtures" / "thu-vien-xa.yaml")
@@ -243,10 +243,10 @@ def self_tested(env: Env) -> set[str]:
 
 
 def peers(env: Env, change: dict) -> set[str]:
-    """Twelve communes of one district, the fourth with `change` (pipeline.peers)."""
+    """Twelve communes of one district, the fourth with `change` (pipeline.checks.peers)."""
     from test_peers import unit_figures, units_list
 
-    from pipeline.peers import peer_findings, unit_groups
+    from pipeline.checks.peers import peer_findings, unit_groups
 
     units = units_list({("P1", "D1"): 12})
     figures = pd.DataFrame([unit_figures(i) | (change if i == 3 else {}) for i in range(12)],
@@ -258,7 +258,7 @@ def districts(env: Env, change: dict) -> set[str]:
     """Ten districts of a province side by side, the fifth with `change` (the province workbooks)."""
     from test_province import district_figures
 
-    from pipeline.province import district_findings
+    from pipeline.writers.province import district_findings
 
     index = [f"{i:03d}" for i in range(10)]
     figures = pd.DataFrame([district_figures(i) | (change if i == 4 else {}) for i in range(10)], index=index)
@@ -269,7 +269,7 @@ def districts(env: Env, change: dict) -> set[str]:
 
 def changed(env: Env) -> set[str]:
     """A figure against the history store's earlier periods (households: limits in the definition)."""
-    from pipeline.comparison import flag_changes
+    from pipeline.history.comparison import flag_changes
 
     current = pd.DataFrame({"submission": [0], "unit_code": [OTHER], "field": ["households"],
                             "value": [2379.0], "cell": ["B9"]})
@@ -329,9 +329,10 @@ def zipped(entries: dict[str, bytes]) -> bytes:
 
 
 def fetched(env: Env, raw: bytes, limits: MailLimits = DEFAULT_LIMITS) -> set[str]:
-    """The rules `fetch` reports for one downloaded message (pipeline.fetch.process_message on a store)."""
-    from pipeline.fetch import _Context, process_message
-    from pipeline.store import open_store
+    """The rules `fetch` reports for one downloaded message (pipeline.mail.fetch.process_message on a
+    store)."""
+    from pipeline.history.store import open_store
+    from pipeline.mail.fetch import _Context, process_message
 
     units = {OTHER: {"unit_name": unit_row(OTHER)["full_name"], "slug": unit_row(OTHER)["slug"]}}
     with open_store(env.tmp / "lich-su.sqlite") as store:
@@ -345,9 +346,9 @@ def fetched_from_server(env: Env, raw: bytes, limits: MailLimits) -> set[str]:
     """The rules `fetch` reports for `raw` delivered to a real IMAP server (Dovecot on loopback)."""
     from mailservers import PASSWORD, USER
 
-    from pipeline.config import MailConfig, Server
-    from pipeline.fetch import fetch_mail
-    from pipeline.store import open_store
+    from pipeline.history.store import open_store
+    from pipeline.mail.config import MailConfig, Server
+    from pipeline.mail.fetch import fetch_mail
 
     servers = env.fixture("mail_servers")
     if isinstance(servers, str):
@@ -371,7 +372,7 @@ def consolidated(env: Env, build: Callable[[Path], None], preexec: Callable | No
     what `build(inbox)` adds; run as a user runs it, in a process of its own (`preexec`: e.g. drop rights)."""
     from processes import run
 
-    from pipeline.outputs import FINDINGS_HEADERS, read_csv
+    from pipeline.writers.outputs import FINDINGS_HEADERS, read_csv
 
     inbox, out = env.tmp / "inbox", env.tmp / "out"
     inbox.mkdir()
@@ -388,7 +389,7 @@ def own_output(env: Env, inbox: Path) -> None:
     first = env.tmp / "first"
     first.mkdir()
     ward_file(env, name="first/07096.xlsx")
-    from pipeline.cli import main
+    from pipeline.cli.commands import main
 
     assert main(["consolidate", "--inbox", str(first), "--out", str(env.tmp / "o1"), "--period", PERIOD,
                  "--quiet", "--no-feedback", "--no-store"]) == 0

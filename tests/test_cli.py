@@ -13,13 +13,13 @@ import openpyxl
 import pytest
 from sample_inbox import DUC_CHINH, plausible
 
-from pipeline import cli
-from pipeline.argparse_vi import MESSAGES, VietnameseParser
-from pipeline.cli import build_parser, main
+from pipeline.cli import commands as cli
+from pipeline.cli.argparse_vi import MESSAGES, VietnameseParser
+from pipeline.cli.commands import build_parser, main
 from pipeline.definition import load_definition
 from pipeline.findings import FINDING_COLUMNS
-from pipeline.template import render_workbook
 from pipeline.units import load_units
+from pipeline.writers.template import render_workbook
 
 DEF = load_definition()
 UNITS = load_units().set_index("unit_code")
@@ -335,7 +335,7 @@ def test_templates_unwritable_folder_exits_3(tmp_path, capsys, monkeypatch):
     def refused(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("pipeline.template.write_templates", refused)
+    monkeypatch.setattr("pipeline.writers.template.write_templates", refused)
     assert main(["templates", "--period", "2020-H1", "--out", str(tmp_path)]) == 3
     err = capsys.readouterr().err
     assert "Không ghi được mẫu vào thư mục" in err and "không có quyền ghi" in err

@@ -6,10 +6,10 @@ import math
 import pandas as pd
 import pytest
 
-from pipeline.changes import diff_versions, summarise_changes
-from pipeline.comparison import change_text, compare_districts, flag_changes
 from pipeline.definition import DefinitionError, build_definition, load_definition, parse_history
 from pipeline.findings import make_findings
+from pipeline.history.changes import diff_versions, summarise_changes
+from pipeline.history.comparison import change_text, compare_districts, flag_changes
 
 DEF = load_definition()
 

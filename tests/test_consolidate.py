@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sample_inbox import plausible
 
+from pipeline.checks.validate import CELL_COLUMNS, validate
 from pipeline.consolidate import choose_submissions, consolidate, self_test
 from pipeline.definition import load_definition
 from pipeline.findings import make_findings, records_frame
 from pipeline.units import load_units
-from pipeline.validate import CELL_COLUMNS, validate
 
 DEF = load_definition()
 UNITS = load_units()

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import python_calamine as pc
 
-from pipeline import district as district_mod
-from pipeline.district import DATA_HEADERS, NO_FINDINGS, SHEETS, write_district_workbook
-from pipeline.outputs import wide_table
+from pipeline.writers import district as district_mod
+from pipeline.writers.district import DATA_HEADERS, NO_FINDINGS, SHEETS, write_district_workbook
+from pipeline.writers.outputs import wide_table
 
 EVIL_VALUE = '=HYPERLINK("http://evil")'
 EVIL_NAME = "=cmd|' /C calc'!A0"
@@ -379,8 +379,8 @@ def test_table_paths_write_the_same_cells(tmp_path, case, own_format):
 
     import xlsxwriter
 
-    from pipeline import xlsx_patch
-    from pipeline.worksheet import Worksheet
+    from pipeline.writers import xlsx_patch
+    from pipeline.writers.worksheet import Worksheet
 
     def write(splice: bool):
         path = tmp_path / f"{case}-{splice}.xlsx"
@@ -416,7 +416,7 @@ def test_table_paths_write_the_same_cells(tmp_path, case, own_format):
 
 
 def test_records_are_to_dict_records():
-    from pipeline.xlsx import records
+    from pipeline.writers.xlsx import records
 
     frame = pd.DataFrame({"a": [1, 2], "b": [1.5, np.nan], "c": ["x", None], "d": [True, False],
                           "e": pd.array(["s", None], dtype="string"), "f": [np.int64(3), "t"],

@@ -11,10 +11,10 @@ import pytest
 from python_calamine import CalamineWorkbook
 from sample_inbox import plausible
 
-from pipeline import feedback
 from pipeline.findings import FINDING_COLUMNS, public
-from pipeline.template import render_workbook
-from pipeline.writer_cache import WriterCache
+from pipeline.writers import feedback
+from pipeline.writers.cache import WriterCache
+from pipeline.writers.template import render_workbook
 
 PERIOD = "2020-H1"
 UNIT = {"unit_code": "07093", "unit_name": "Đức Chính", "full_name": "Phường Đức Chính"}
@@ -118,11 +118,11 @@ def test_render_marks_findings_and_fills_the_rest(definition, tmp_path, monkeypa
 def test_a_filled_feedback_workbook_can_be_sent_back_as_is(definition, tmp_path, capsys):
     """The ward may correct its feedback workbook and send it back: saved, even without a change, it
     reads clean, with its own figures and unit. (Never saved since tonghop wrote it, it is tonghop's
-    own output: not read, see pipeline.guard.OUTPUT_PROPERTY.)"""
+    own output: not read, see pipeline.intake.guard.OUTPUT_PROPERTY.)"""
     import re
     import zipfile
 
-    from pipeline.cli import main
+    from pipeline.cli.commands import main
     from pipeline.units import load_units
     from pipeline.wiring import check_files
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.attachments import MailLimits
-from pipeline.config import MailConfig, Server, load_config
-from pipeline.fetch import MailError, fetch_mail
-from pipeline.store import open_store
+from pipeline.history.store import open_store
+from pipeline.mail.attachments import MailLimits
+from pipeline.mail.config import MailConfig, Server, load_config
+from pipeline.mail.fetch import MailError, fetch_mail
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 XLSX_PART = f"Content-Type: {XLSX}\r\n".encode()
@@ -153,7 +153,7 @@ def setup(servers, tmp_path, monkeypatch, units):
 
 
 def _utf7(name: str) -> str:
-    from pipeline.fetch import imap_utf7
+    from pipeline.mail.fetch import imap_utf7
 
     return imap_utf7(name)[1:-1]
 
@@ -416,7 +416,7 @@ def test_config_file(tmp_path, monkeypatch):
     monkeypatch.delenv("TONGHOP_IMAP_PASSWORD", raising=False)
     monkeypatch.delenv("TONGHOP_MAIL_PASSWORD", raising=False)
     monkeypatch.setitem(__import__("sys").modules, "keyring", None)  # no keyring on this machine
-    from pipeline.config import ConfigError
+    from pipeline.mail.config import ConfigError
 
     with pytest.raises(ConfigError, match="TONGHOP_IMAP_PASSWORD"):
         config.imap.password()
@@ -470,7 +470,7 @@ def test_the_example_config_is_valid():
 def test_tonghop_fetch_command(setup, tmp_path, capsys):
     import pandas as pd
 
-    from pipeline.cli import main
+    from pipeline.cli.commands import main
     from pipeline.definition import DEFAULT_UNITS
 
     units = pd.read_csv(DEFAULT_UNITS, dtype=str, keep_default_na=False)

@@ -1,4 +1,5 @@
-"""pipeline.guard: every file is crafted here in tmp_path, and none is handed to a reader in this process."""
+"""pipeline.intake.guard: every file is crafted here in tmp_path, and none is handed to a reader in this
+process."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import xlwt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.guard import Limits, Problem, Verdict, inspect_file
+from pipeline.intake.guard import Limits, Problem, Verdict, inspect_file
 
 MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 CONTENT_TYPES = (
@@ -529,7 +530,7 @@ def sheets(draw):
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sheet_data=sheets(), chunk=st.integers(7, 120))
 def test_xlsx_scan_across_chunk_boundaries(tmp_path, monkeypatch, sheet_data, chunk):
-    import pipeline.guard as guard
+    import pipeline.intake.guard as guard
 
     monkeypatch.setattr(guard, "_CHUNK", chunk)
     path = write_xlsx(tmp_path / "x.xlsx", sheet_data)
@@ -603,7 +604,7 @@ def ods_tables(draw):
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tables=ods_tables(), chunk=st.integers(7, 120))
 def test_ods_scan_across_chunk_boundaries(tmp_path, monkeypatch, tables, chunk):
-    import pipeline.guard as guard
+    import pipeline.intake.guard as guard
 
     monkeypatch.setattr(guard, "_CHUNK", chunk)
     path = write_ods(tmp_path / "x.ods", tables)
@@ -682,7 +683,7 @@ def test_text_cap_for_xls_shared_strings(tmp_path):
 
 
 def test_sst_lengths_follow_continue_records():
-    from pipeline.guard import _sst_lengths
+    from pipeline.intake.guard import _sst_lengths
 
     def string(text: str, wide: bool) -> bytes:
         body = text.encode("utf-16-le" if wide else "latin-1")
@@ -868,7 +869,7 @@ def test_own_outputs_are_known_by_their_metadata_until_saved_again(tmp_path):
 
     import openpyxl
 
-    from pipeline.guard import OUTPUT_PROPERTY
+    from pipeline.intake.guard import OUTPUT_PROPERTY
 
     path = tmp_path / "07093-duc-chinh.xlsx"
     wb = xlsxwriter.Workbook(str(path))

@@ -19,12 +19,12 @@ import pytest
 import python_calamine as pc
 from sample_inbox import make_samples, plausible
 
-from pipeline.cli import main
+from pipeline.cli.commands import main
 from pipeline.definition import load_definition
-from pipeline.outputs import FINDINGS_HEADERS, read_csv
-from pipeline.store import note_file, open_store
-from pipeline.template import render_workbook
+from pipeline.history.store import note_file, open_store
 from pipeline.units import load_units
+from pipeline.writers.outputs import FINDINGS_HEADERS, read_csv
+from pipeline.writers.template import render_workbook
 
 PERIOD = "2020-H1"
 ROOT = Path(__file__).resolve().parents[1]
@@ -361,7 +361,7 @@ def test_a_store_locked_by_another_program_still_writes_the_outputs(inbox, tmp_p
     assert _consolidate(inbox, out) == 0
     other = sqlite3.connect(out / "lich-su.sqlite", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # e.g. a consolidation of another period writing its history
-    monkeypatch.setattr("pipeline.store.BUSY_MS", 50)
+    monkeypatch.setattr("pipeline.history.store.BUSY_MS", 50)
     try:
         capsys.readouterr()
         assert _consolidate(inbox, out) == 1
@@ -423,7 +423,7 @@ def test_a_store_on_a_read_only_location_still_writes_the_outputs(samples, share
 
 KILLED_RUN = """
 import os, sys, time
-import pipeline.history as history
+import pipeline.history.runs as history
 real = history.write_run
 def stalled(*args, **kwargs):
     got = real(*args, **kwargs)
@@ -431,7 +431,7 @@ def stalled(*args, **kwargs):
     time.sleep(600)
     return got
 history.write_run = stalled
-from pipeline.cli import main
+from pipeline.cli.commands import main
 sys.exit(main(sys.argv[2:]))
 """
 
@@ -486,9 +486,9 @@ def test_kill_9_during_the_store_write_leaves_it_intact_and_a_rerun_succeeds(inb
 def test_the_history_steps_handle_an_inbox_with_nothing_to_read(tmp_path):
     """An empty inbox (the first run of a period) gives empty frames: every step copes and the run is
     recorded, every unit overdue."""
-    from pipeline import history_steps as hs
     from pipeline.findings import make_findings
-    from pipeline.history import RunHistory
+    from pipeline.history import steps as hs
+    from pipeline.history.runs import RunHistory
 
     hist = RunHistory.open(tmp_path / "lich-su.sqlite", DEF, PERIOD)
     subs = pd.DataFrame(

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from sample_inbox import make_samples
 
-from pipeline.cli import main
+from pipeline.cli.commands import main
 from pipeline.definition import load_definition
-from pipeline.history_import import read_past_values
-from pipeline.outputs import VALUES_HEADERS, csv_number, read_csv
+from pipeline.history.imports import read_past_values
+from pipeline.writers.outputs import VALUES_HEADERS, csv_number, read_csv
 
 DEF = load_definition()
 
@@ -334,6 +334,6 @@ def test_diff_prints_the_changed_cells(earlier, tmp_path, capsys):
     ],
 )
 def test_the_period_a_workbook_heading_names(texts, period):
-    from pipeline.history_import import _period_from_text
+    from pipeline.history.imports import _period_from_text
 
     assert _period_from_text(texts, DEF) == period

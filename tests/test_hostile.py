@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sample_inbox import plausible
 
-from pipeline.cli import main
+from pipeline.cli.commands import main
 from pipeline.definition import load_definition
-from pipeline.template import render_workbook
 from pipeline.units import load_units
+from pipeline.writers.template import render_workbook
 
 DEF = load_definition()
 UNITS = load_units().set_index("unit_code")
@@ -62,7 +62,7 @@ def run_consolidate(inbox: Path, out: Path, *extra) -> int:
 
 
 def read_findings(out: Path) -> list[dict]:
-    from pipeline.outputs import FINDINGS_HEADERS, read_csv
+    from pipeline.writers.outputs import FINDINGS_HEADERS, read_csv
 
     return read_csv(out / PERIOD / "findings.csv", FINDINGS_HEADERS).to_dict("records")
 
@@ -161,7 +161,7 @@ def test_file_names_cannot_escape_the_output_folder(tmp_path):
 
 
 def _values(out: Path) -> list[dict]:
-    from pipeline.outputs import VALUES_HEADERS, read_csv
+    from pipeline.writers.outputs import VALUES_HEADERS, read_csv
 
     return read_csv(out / PERIOD / "values.csv", VALUES_HEADERS).to_dict("records")
 
@@ -273,7 +273,7 @@ def test_csv_quotes_risky_text_and_keeps_mixed_values_apart(tmp_path):
     number 1, True stays text)."""
     import pandas as pd
 
-    from pipeline.outputs import write_csv
+    from pipeline.writers.outputs import write_csv
 
     df = pd.DataFrame({"text": ["=1+1", "an toàn", None, "=1+1", "-5", "@x"],
                        "mixed": [1, 1.0, True, float("nan"), "+3", pd.NA],
@@ -291,8 +291,8 @@ def test_two_readers_share_the_files_and_each_file_keeps_its_own_result(tmp_path
     """With --jobs 2 two supervised workers read; a crash or a hang still costs only its own file, and
     every other file's figures stay with that file. (Whether their reads overlap in time is the
     scheduler's business: not tested.)"""
-    from pipeline import reading as run
-    from pipeline.reading import ReadOptions
+    from pipeline.intake import reading as run
+    from pipeline.intake.reading import ReadOptions
     from pipeline.wiring import check_files
 
     streams: list[list] = []

@@ -1,4 +1,4 @@
-"""pipeline.inbox and the run around it: what an inbox holds that is not a plain readable workbook
+"""pipeline.intake.inbox and the run around it: what an inbox holds that is not a plain readable workbook
 (links, special files, unreadable files and folders, tonghop's own outputs) is one finding each, never
 a hang, a crash or silence, and never read from outside the inbox."""
 
@@ -15,12 +15,12 @@ import pytest
 from processes import can_drop_file_rights, drop_file_rights, run
 from sample_inbox import plausible
 
-from pipeline.cli import main
+from pipeline.cli.commands import main
 from pipeline.definition import load_definition
-from pipeline.inbox import discover, take_in
-from pipeline.outputs import FINDINGS_HEADERS, VALUES_HEADERS, csv_number, read_csv
-from pipeline.template import render_workbook
+from pipeline.intake.inbox import discover, take_in
 from pipeline.units import load_units
+from pipeline.writers.outputs import FINDINGS_HEADERS, VALUES_HEADERS, csv_number, read_csv
+from pipeline.writers.template import render_workbook
 
 DEF = load_definition()
 UNITS = load_units().set_index("unit_code")

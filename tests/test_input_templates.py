@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.definition import load_definition
-from pipeline.template import write_templates
 from pipeline.units import load_units
+from pipeline.writers.template import write_templates
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "input_templates" / "2020-H1"

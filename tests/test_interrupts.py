@@ -16,7 +16,7 @@ import pytest
 from processes import gone, marks_of, start, wait_for
 from sample_inbox import make_samples
 
-from pipeline.cli import main
+from pipeline.cli.commands import main
 from pipeline.units import load_units
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="signals to a process group are POSIX")
@@ -26,9 +26,10 @@ INTERRUPTED = ("Đã dừng theo yêu cầu (Ctrl-C). Không có tệp nào bị
                "kết quả lần chạy trước vẫn giữ nguyên.")
 # stage -> (the function a worker blocks in, how many processes reach it, extra arguments)
 STAGES = {
-    "read": ("pipeline.reading.read_workbook", 1, ["--no-feedback"]),
-    "feedback": ("pipeline.feedback.render", 2, []),
-    "district": ("pipeline.district.write_district_workbook", 2, ["--no-feedback", "--units", "{units}"]),
+    "read": ("pipeline.intake.reading.read_workbook", 1, ["--no-feedback"]),
+    "feedback": ("pipeline.writers.feedback.render", 2, []),
+    "district": ("pipeline.writers.district.write_district_workbook", 2,
+                 ["--no-feedback", "--units", "{units}"]),
 }
 
 
@@ -112,11 +113,11 @@ def test_ctrl_c_during_check_and_templates(setup, tmp_path, command):
     out = tmp_path / "mau"
     if command == "check":
         args = ["check", *map(str, sorted(setup["inbox"].glob("*.xlsx")))]
-        function = "pipeline.reading.read_workbook"
+        function = "pipeline.intake.reading.read_workbook"
     else:
         args = ["templates", "--period", PERIOD, "--out", str(out)]
         assert main(args) == 0
-        function = "pipeline.template.render_workbook"
+        function = "pipeline.writers.template.render_workbook"
     before = hashes(out) if out.exists() else {}
     proc = start(args, block=(function,), marks=marks)
     try:

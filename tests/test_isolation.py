@@ -1,4 +1,4 @@
-"""pipeline.isolation: crashes, hangs, memory blow-ups and exceptions cost only their own item."""
+"""pipeline.intake.isolation: crashes, hangs, memory blow-ups and exceptions cost only their own item."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pipeline.isolation import CRASHED, DAMAGED, OUT_OF_MEMORY, Failure, map_inline, map_isolated
+from pipeline.intake.isolation import CRASHED, DAMAGED, OUT_OF_MEMORY, Failure, map_inline, map_isolated
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="signals and RLIMIT_AS are POSIX")
 
@@ -191,7 +191,7 @@ def test_isolation_holds_when_calamine_aborts(tmp_path, caplog):
 def test_spawned_worker_when_fork_is_unavailable(monkeypatch):
     import multiprocessing
 
-    import pipeline.isolation as isolation
+    import pipeline.intake.isolation as isolation
 
     monkeypatch.setattr(isolation, "_context", lambda: multiprocessing.get_context("spawn"))
     out = list(map_isolated(misbehave, [1, "abort", 2, "panic", 3], timeout=60))
@@ -206,7 +206,7 @@ def test_worker_dies_with_its_supervisor(tmp_path):
     marker = tmp_path / "worker.pid"
     script.write_text(
         "import os, sys, time, threading\n"
-        "from pipeline.isolation import map_isolated\n"
+        "from pipeline.intake.isolation import map_isolated\n"
         "def hang(item):\n"
         f"    with open({str(marker) + '.tmp'!r}, 'w') as f: f.write(str(os.getpid()))\n"
         f"    os.rename({str(marker) + '.tmp'!r}, {str(marker)!r})\n"  # whole, or not there

@@ -12,10 +12,10 @@ import python_calamine as pc
 from sample_inbox import make_samples
 
 from pipeline import pool
-from pipeline.cli import main
-from pipeline.outputs import FINDINGS_HEADERS, VALUES_HEADERS, csv_number, read_csv
+from pipeline.cli.commands import main
 from pipeline.text import slug
 from pipeline.units import load_units
+from pipeline.writers.outputs import FINDINGS_HEADERS, VALUES_HEADERS, csv_number, read_csv
 
 PERIOD = "2020-H1"
 pytestmark = pytest.mark.slow  # whole jobs end to end (`make test-fast` leaves them out)
@@ -125,7 +125,7 @@ def test_feedback_shows_what_the_ward_typed_over_the_total(run, tmp_path):
     cell.value = 828
     wb.save(tmp_path / "sua.xlsx")
     from pipeline.definition import load_definition
-    from pipeline.reading import ReadOptions
+    from pipeline.intake.reading import ReadOptions
     from pipeline.wiring import check_files
 
     found = check_files([tmp_path / "sua.xlsx"], load_definition(), load_units(),
@@ -415,7 +415,7 @@ def test_grouped_puts_each_districts_rows_together_in_their_order():
     """A worker slices its district's rows out of the shared frames: rows spread over the frame are
     brought together (stably: each district's rows keep their order; rows of no district first, in no
     slice); a frame whose rows are already together is returned as it is."""
-    from pipeline.district_books import _grouped
+    from pipeline.writers.district_books import _grouped
 
     frame = pd.DataFrame({"n": range(7)})
     got, spans = _grouped(frame, pd.Series(["B", "A", None, "B", "A", "C", None]))

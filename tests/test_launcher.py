@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import launcher
-from pipeline.cli import build_parser
+from pipeline.cli.commands import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 CMD = ROOT / "tonghop.cmd"

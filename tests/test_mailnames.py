@@ -7,7 +7,7 @@ import urllib.parse
 
 import pytest
 
-from pipeline.mailnames import decode_filename, parse_message, safe_name, saved_name
+from pipeline.mail.names import decode_filename, parse_message, safe_name, saved_name
 
 NAME = "Báo cáo Đức Chính.xlsx"
 UTF8 = NAME.encode("utf-8")

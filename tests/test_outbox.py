@@ -14,7 +14,7 @@ import pytest
 from processes import run
 from sample_inbox import make_samples
 
-from pipeline.cli import main
+from pipeline.cli.commands import main
 from pipeline.outbox import OutputError, _Lock, open_outbox
 
 PERIOD = "2020-H1"

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import outputs
-from pipeline.outputs import write_csv
+from pipeline.writers import outputs
+from pipeline.writers.outputs import write_csv
 
 TEXT = st.one_of(st.none(), st.text(max_size=6),
                  st.sampled_from(["", "=1+1", "+3", "-5", "@x", "\tA", "a,b", 'say "hi"', "two\nlines",

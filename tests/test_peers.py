@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.checks.peers import add_peer_findings, peer_findings, unit_groups
 from pipeline.definition import load_definition
 from pipeline.findings import make_findings
-from pipeline.peers import add_peer_findings, peer_findings, unit_groups
 
 DEF = load_definition()
 NEW = {"peer-high", "peer-low", "peer-magnitude-thousand", "peer-magnitude-million"}

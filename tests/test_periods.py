@@ -6,10 +6,10 @@ import openpyxl
 import pytest
 from sample_inbox import plausible
 
-from pipeline.cli import main
-from pipeline.outputs import VALUES_HEADERS, read_csv
-from pipeline.template import render_workbook
+from pipeline.cli.commands import main
 from pipeline.units import load_units
+from pipeline.writers.outputs import VALUES_HEADERS, read_csv
+from pipeline.writers.template import render_workbook
 
 UNITS = load_units().set_index("unit_code")
 PERIOD = "2020-H1"

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from pipeline.checks.plausibility import bounds_text, plausibility_findings, ratio_checks, round_figure
+from pipeline.checks.validate import CELL_COLUMNS, validate
 from pipeline.definition import DEFAULT_DEFINITION, DefinitionError, build_definition, load_definition
 from pipeline.findings import make_findings
-from pipeline.plausibility import bounds_text, plausibility_findings, ratio_checks, round_figure
-from pipeline.validate import CELL_COLUMNS, validate
 
 DEF = load_definition()
 # Phường Đức Chính's seed report with its slips corrected, the "Nữ" column and a few poor households filled.
@@ -455,10 +455,10 @@ def test_a_second_report_brings_its_own_rules_from_its_yaml(raw):
 
 def test_tonghop_check_on_a_single_workbook_explains_the_slip(tmp_path):
     """The rules run in `check` on one file: the message, from the registry, reaches the officer."""
-    from pipeline.reading import ReadOptions
-    from pipeline.template import render_workbook
+    from pipeline.intake.reading import ReadOptions
     from pipeline.units import load_units
     from pipeline.wiring import check_files
+    from pipeline.writers.template import render_workbook
 
     units = load_units()
     unit = units.set_index("unit_code").loc["07093"].to_dict() | {"unit_code": "07093"}

@@ -17,7 +17,7 @@ import python_calamine as pc
 from processes import run
 from sample_inbox import make_samples
 
-from pipeline.cli import main
+from pipeline.cli.commands import main
 
 PERIOD = "2020-H1"
 WINDOWS_LIKE = """
@@ -99,7 +99,7 @@ def test_the_memory_cap_holds_without_resource(runs, tmp_path):
     script = tmp_path / "runaway.py"
     script.write_text(
         "import sys, time\n"
-        "from pipeline.isolation import map_isolated\n"
+        "from pipeline.intake.isolation import map_isolated\n"
         "def grow(item):\n"
         "    if item == 'big':\n"
         "        hold = [bytearray(64 << 20) for _ in range(64)]\n"  # 4 GB, touched as it is made

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.consolidate import STATUS_MISSING, STATUS_OK
 from pipeline.definition import load_definition
-from pipeline.province import district_findings, shown_fields, write_provinces
+from pipeline.writers.province import district_findings, shown_fields, write_provinces
 
 DEF = load_definition()
 PERIOD = "2020-H1"

@@ -10,9 +10,9 @@ from sample_inbox import DUC_CHINH, plausible
 
 from pipeline.definition import load_definition
 from pipeline.findings import Finding
-from pipeline.reader import make_spec, read_workbook
-from pipeline.template import render_workbook
+from pipeline.intake.reader import make_spec, read_workbook
 from pipeline.units import load_units
+from pipeline.writers.template import render_workbook
 
 DEF = load_definition()
 SPEC = make_spec(DEF)
@@ -158,7 +158,7 @@ def test_total_formulas_are_told_from_totals_typed_over_them(tmp_path, fmt, requ
     """Whoever saved the file (openpyxl: no cached results; LibreOffice: results cached, 10 for the classes
     whose parts are partly text), a total cell still holding the template's formula is a formula and the
     one typed over is not; check then reports the typed total only, and one warning for the text."""
-    from pipeline.reading import ReadOptions
+    from pipeline.intake.reading import ReadOptions
     from pipeline.wiring import check_files
 
     path = _typed_as_text(tmp_path)

@@ -11,11 +11,11 @@ from sample_inbox import plausible
 
 from pipeline.definition import load_definition
 from pipeline.findings import Finding
-from pipeline.reader import make_spec, read_workbook
-from pipeline.reading import ReadOptions
-from pipeline.template import render_workbook
+from pipeline.intake.reader import make_spec, read_workbook
+from pipeline.intake.reading import ReadOptions
 from pipeline.units import load_units
 from pipeline.wiring import check_files
+from pipeline.writers.template import render_workbook
 
 DEF = load_definition()
 UNITS = load_units()

@@ -10,7 +10,7 @@ import python_calamine as pc
 from sample_inbox import make_samples
 
 from pipeline.definition import META_SHEET, SAMPLE_KEY, load_definition
-from pipeline.reading import ReadOptions
+from pipeline.intake.reading import ReadOptions
 from pipeline.units import load_units
 from pipeline.wiring import check_files
 
@@ -103,7 +103,7 @@ def test_duc_chinh_sample_carries_the_seed_error(committed):
 
 
 def test_templates_for_real_wards_are_not_marked(tmp_path):
-    from pipeline.template import write_templates
+    from pipeline.writers.template import write_templates
 
     for path in write_templates(load_definition(), load_units().head(2), "2020-H1", tmp_path):
         meta = pc.CalamineWorkbook.from_path(str(path)).get_sheet_by_name(META_SHEET).to_python()

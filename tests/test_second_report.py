@@ -12,7 +12,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from pipeline.cli import main
+from pipeline.cli.commands import main
 from pipeline.definition import load_definition
 from pipeline.units import load_units
 

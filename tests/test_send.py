@@ -15,13 +15,13 @@ import pandas as pd
 import pytest
 from sample_inbox import make_samples
 
-from pipeline.cli import main
-from pipeline.config import MailConfig, Server
+from pipeline.cli.commands import main
 from pipeline.definition import DEFAULT_UNITS
-from pipeline.letters import finding_lines
-from pipeline.mailnames import decode_filename, parse_message
-from pipeline.send import send_letters
-from pipeline.store import open_store
+from pipeline.history.store import open_store
+from pipeline.mail.config import MailConfig, Server
+from pipeline.mail.letters import finding_lines
+from pipeline.mail.names import decode_filename, parse_message
+from pipeline.mail.send import send_letters
 
 PERIOD = "2020-H1"
 OFFICE = "phong.gd@dongtrieu.test"
@@ -342,9 +342,9 @@ def test_a_wrong_password_sends_nothing(run, smtp, tmp_path, capsys, monkeypatch
 
 def test_sending_waits_between_letters_as_configured(run, smtp, tmp_path, monkeypatch):
     """per_minute = 30: two seconds between letters, measured on a given clock (no real waiting)."""
-    from pipeline.addresses import unit_addresses
     from pipeline.definition import load_definition
-    from pipeline.send import prepare_letters
+    from pipeline.mail.addresses import unit_addresses
+    from pipeline.mail.send import prepare_letters
     from pipeline.units import load_units
 
     _, units_csv, out = run

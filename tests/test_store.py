@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import store as store_mod
-from pipeline.store import StoreError, migrations, note_file, note_files, open_store, received_times
+from pipeline.history import store as store_mod
+from pipeline.history.store import StoreError, migrations, note_file, note_files, open_store, received_times
 
 ROOT = Path(__file__).resolve().parents[1]
 NOBODY = 65534
@@ -284,7 +284,7 @@ def test_kill_9_during_the_write_leaves_the_store_intact(tmp_path):
         note_file(conn, "a" * 64, seen_at="2020-06-15T08:00:00+07:00")
     ready = tmp_path / "ready"
     code = (
-        "import time\nfrom pipeline.store import open_store\n"
+        "import time\nfrom pipeline.history.store import open_store\n"
         f"s = open_store({str(path)!r})\n"
         "with s.transaction() as c:\n"
         "    c.executemany(\"INSERT INTO files VALUES (?, 'x', 'x', 'inbox', 1)\", "

@@ -14,9 +14,9 @@ from openpyxl.utils.cell import range_boundaries
 from openpyxl.utils.datetime import to_excel
 from python_calamine import CalamineWorkbook
 
-from pipeline.cli import main
+from pipeline.cli.commands import main
 from pipeline.definition import META_KEYS, META_SHEET, DefinitionError
-from pipeline.template import (
+from pipeline.writers.template import (
     DATE_RANGE,
     FEEDBACK_SHEET,
     GUIDE_SHEET,

@@ -9,8 +9,8 @@ import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.outputs import show_plain
 from pipeline.text import nfc, per_distinct
+from pipeline.writers.outputs import show_plain
 
 CELLS = st.one_of(
     st.none(),

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from sample_inbox import DUC_CHINH
 
+from pipeline.checks.validate import CELL_COLUMNS, validate
 from pipeline.definition import build_definition, load_definition
-from pipeline.validate import CELL_COLUMNS, validate
 
 DEF = load_definition()
 CLEAN = {

@@ -1,4 +1,4 @@
-"""pipeline.worksheet: text shaped like rich-text XML stays text; formulas are prepared once."""
+"""pipeline.writers.worksheet: text shaped like rich-text XML stays text; formulas are prepared once."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import xlsxwriter
 from python_calamine import CalamineWorkbook
 from xlsxwriter.worksheet import Worksheet as PlainWorksheet
 
-from pipeline.district import SHEETS, write_district_workbook
-from pipeline.template import render_workbook
-from pipeline.worksheet import MAX_TEXT, Worksheet
+from pipeline.writers.district import SHEETS, write_district_workbook
+from pipeline.writers.template import render_workbook
+from pipeline.writers.worksheet import MAX_TEXT, Worksheet
 
 RICH_SHAPED = ["<r>abc</r>", "<r>x</r><r><t>evil</t></r>", "<r></r></si><si><t>giả</t></si><si><r></r>",
                "<r> lề &amp; _x0041_ \x01</r>", "<r></r>"]
@@ -86,7 +86,7 @@ def test_formulas_are_prepared_once_and_as_xlsxwriter_prepares_them(definition, 
     """The same text as a plain worksheet gives, and a second district workbook of the run (the same
     WriterCache) prepares none of its formulas again (a failure here can mean xlsxwriter renamed the
     method the class overrides)."""
-    from pipeline.writer_cache import WriterCache
+    from pipeline.writers.cache import WriterCache
     from tests.test_district import _kwargs
 
     for formula, future in (('"Đạt"', True), ("=SUM(D2:D15)", False), ("=XLOOKUP(A1,B:B,C:C)", False),

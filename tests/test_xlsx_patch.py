@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from python_calamine import CalamineWorkbook
 
-from pipeline import xlsx_patch
+from pipeline.writers import xlsx_patch
 
 TEXT = st.one_of(st.text(st.characters(blacklist_categories=("Cs",)), max_size=8),
                  st.sampled_from(["Xã A", "a&b<c>", " lề", "_x0041_", "\x00", "\x01x", "Tốt"]))

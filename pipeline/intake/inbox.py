@@ -4,7 +4,7 @@
 
 - `books`: names (relative to the inbox, sorted) of the entries with a workbook's extension, to be
   pre-scanned and read. FIFOs, sockets, links to nothing or to themselves are among them: the guard
-  (pipeline.guard) refuses each with a finding, without ever blocking on it;
+  (pipeline.intake.guard) refuses each with a finding, without ever blocking on it;
 - `others`: the other files (a note, a PDF named .pdf), skipped and listed in the manifest;
 - `refused`: name -> guard Problem for what is never opened at all: a link that leads out of the
   inbox (its target is not the inbox's to read: a system file would otherwise be read and its
@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.guard import Problem
+from pipeline.intake.guard import Problem
 
 __all__ = ["WORKBOOK_SUFFIXES", "Intake", "discover", "take_in"]
 

@@ -32,12 +32,12 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.atomic import atomic_path
-from pipeline.attachments import MailLimits, extract_spreadsheets
-from pipeline.config import MailConfig, Server
 from pipeline.definition import load_rules
 from pipeline.findings import Finding, make_findings
-from pipeline.mailnames import decode_words, parse_headers, parse_message, safe_name, saved_name
-from pipeline.store import Store, note_file, now
+from pipeline.history.store import Store, note_file, now
+from pipeline.mail.attachments import MailLimits, extract_spreadsheets
+from pipeline.mail.config import MailConfig, Server
+from pipeline.mail.names import decode_words, parse_headers, parse_message, safe_name, saved_name
 
 DEFAULT_LIMITS = MailLimits()
 HEADER_BATCH = 200  # UIDs whose headers are asked in one FETCH (a command line stays short)

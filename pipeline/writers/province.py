@@ -2,10 +2,11 @@
 
 When the units list holds several districts of a province, `write_provinces` writes one workbook per such
 province beside the district workbooks (`tinh-<slug>.xlsx`): a row per district with its consolidated
-figures, and the figures far from the other districts of the province (pipeline.peers, on the districts'
-figures, grouped by province) or outside the definition's ratio bounds (pipeline.plausibility) coloured,
-with a comment naming the comparison; a second sheet lists those warnings. xlsxwriter, text always
-written as text, Times New Roman, A4 landscape fit to the page width.
+figures, and the figures far from the other districts of the province (pipeline.checks.peers, on the
+districts' figures, grouped by province) or outside the definition's ratio bounds
+(pipeline.checks.plausibility) coloured, with a comment naming the comparison; a second sheet lists
+those warnings. xlsxwriter, text always written as text, Times New Roman, A4 landscape fit to the page
+width.
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ import pandas as pd
 import xlsxwriter
 
 from pipeline.atomic import atomic_path
+from pipeline.checks.peers import peer_findings
+from pipeline.checks.plausibility import ratio_checks
 from pipeline.consolidate import STATUS_MISSING
 from pipeline.definition import DISTRICT_RULES, Definition
 from pipeline.findings import make_findings, show
-from pipeline.guard import OUTPUT_PROPERTY
-from pipeline.peers import peer_findings
-from pipeline.plausibility import ratio_checks
+from pipeline.intake.guard import OUTPUT_PROPERTY
 from pipeline.text import slug
-from pipeline.worksheet import Worksheet
-from pipeline.xlsx import FONT, WORKBOOK_OPTIONS, page_setup
+from pipeline.writers.worksheet import Worksheet
+from pipeline.writers.xlsx import FONT, WORKBOOK_OPTIONS, page_setup
 
 PROVINCE_LEVEL = (("g_p", "g_p_name"),)
 _BASE = {"font_name": "Times New Roman", "font_size": 11, "valign": "vcenter"}

@@ -36,7 +36,7 @@ def _run(s: str) -> str:
 
 
 class Worksheet(_xw.Worksheet):
-    formulas: dict | None = None  # formula key → prepared formula (pipeline.writer_cache); None: not kept
+    formulas: dict | None = None  # formula key → prepared formula (pipeline.writers.cache); None: not kept
 
     def _write_string(self, row, col, string, cell_format=None):
         if not _looks_rich(string):

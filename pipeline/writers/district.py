@@ -21,17 +21,17 @@ import pandas as pd
 import xlsxwriter
 from xlsxwriter.utility import xl_col_to_name
 
-from pipeline import xlsx_patch
 from pipeline.atomic import atomic_path
 from pipeline.consolidate import RECEIVED, STATUS_ERRORS, STATUS_MISSING, STATUS_OK, STATUS_WRONG_PERIOD
 from pipeline.findings import SEVERITY_ORDER, SEVERITY_VN, show
-from pipeline.guard import OUTPUT_PROPERTY
-from pipeline.outputs import VALUES_HEADERS, unit_of_measure
+from pipeline.intake.guard import OUTPUT_PROPERTY
 from pipeline.periods import ON_TIME
 from pipeline.text import place_name
-from pipeline.worksheet import Worksheet
-from pipeline.writer_cache import WriterCache
-from pipeline.xlsx import WORKBOOK_OPTIONS, is_blank, page_setup, records, row_height
+from pipeline.writers import xlsx_patch
+from pipeline.writers.cache import WriterCache
+from pipeline.writers.outputs import VALUES_HEADERS, unit_of_measure
+from pipeline.writers.worksheet import Worksheet
+from pipeline.writers.xlsx import WORKBOOK_OPTIONS, is_blank, page_setup, records, row_height
 
 SHEETS = ("Tổng hợp", "Theo đơn vị", "Lỗi và cảnh báo", "Tình hình nộp báo cáo", "Bảng số liệu", "Dữ liệu")
 WIDE_SHEET, DATA_SHEET = SHEETS[4], SHEETS[5]

@@ -27,11 +27,11 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.atomic import write_text
-from pipeline.config import MailConfig, Server
 from pipeline.definition import Definition
-from pipeline.fetch import MailError, explain_mail_error
-from pipeline.letters import Sender, feedback_letter, reminder_letter, report_name
-from pipeline.store import Store, now
+from pipeline.history.store import Store, now
+from pipeline.mail.config import MailConfig, Server
+from pipeline.mail.fetch import MailError, explain_mail_error
+from pipeline.mail.letters import Sender, feedback_letter, reminder_letter, report_name
 
 MISSING = "Chưa nộp"
 
@@ -103,7 +103,7 @@ def _deadline(period: str, config: MailConfig, given: str | None) -> dt.date | N
 
 def _template(definition: Definition, units: pd.DataFrame, code: str, folder: Path, period: str) -> Path:
     """The unit's template in `folder`, rendered there first when absent (as `tonghop templates` does)."""
-    from pipeline.template import render_workbook
+    from pipeline.writers.template import render_workbook
 
     unit = units.set_index("unit_code").loc[code].to_dict() | {"unit_code": code}
     path = folder / f"{unit['slug']}.xlsx"

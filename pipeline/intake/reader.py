@@ -10,8 +10,8 @@ holds one whose text is not read (a shared formula, an .xls formula record). Spr
 formula's last result as the cell's value, and that result is 0 when the parts were typed as text: the
 formula says it is not a figure the ward declared. The formulas are looked up only where it matters:
 where a total's parts are not all plain numbers summing to the value the cell holds.
-It never raises for a bad file: the caller runs it behind `pipeline.guard` (and, for untrusted input,
-`pipeline.isolation`), and any exception is turned into a finding there.
+It never raises for a bad file: the caller runs it behind `pipeline.intake.guard` (and, for untrusted input,
+`pipeline.intake.isolation`), and any exception is turned into a finding there.
 
 Fields are found at the template's own addresses first; when a ward inserted or deleted rows or
 columns, moved a block or renamed a sheet slightly, they are found again by their hidden ids and
@@ -61,7 +61,7 @@ class ReadSpec:
 
 
 FORMULA_UNREAD = "?"
-# the long frame of every cell read, all submissions together (what pipeline.validate takes): the
+# the long frame of every cell read, all submissions together (what pipeline.checks.validate takes): the
 # submission's index, then a RawSubmission.cells tuple
 CELL_COLUMNS = ["submission", "field", "raw", "cell", "pct", "formula"]
 

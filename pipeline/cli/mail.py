@@ -22,7 +22,7 @@ def _err(text: str) -> None:
 
 
 def _units(args: argparse.Namespace):
-    from pipeline.addresses import sender_units, unit_addresses
+    from pipeline.mail.addresses import sender_units, unit_addresses
     from pipeline.units import load_units
 
     units = load_units(args.units)
@@ -31,9 +31,9 @@ def _units(args: argparse.Namespace):
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    from pipeline.config import ConfigError, load_config
-    from pipeline.fetch import MailError, fetch_mail
-    from pipeline.store import StoreError, open_store
+    from pipeline.history.store import StoreError, open_store
+    from pipeline.mail.config import ConfigError, load_config
+    from pipeline.mail.fetch import MailError, fetch_mail
 
     period = check_period(args.period)
     units, addresses, senders = _units(args)
@@ -105,10 +105,10 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 
 def run_send(args: argparse.Namespace) -> int:
-    from pipeline.config import ConfigError, load_config
-    from pipeline.fetch import MailError
-    from pipeline.send import SendError, prepare_letters, send_letters, write_letters
-    from pipeline.store import StoreError, open_store
+    from pipeline.history.store import StoreError, open_store
+    from pipeline.mail.config import ConfigError, load_config
+    from pipeline.mail.fetch import MailError
+    from pipeline.mail.send import SendError, prepare_letters, send_letters, write_letters
 
     period = check_period(args.period)
     definition = load_definition(args.definition)

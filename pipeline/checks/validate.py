@@ -20,13 +20,13 @@ import re
 import numpy as np
 import pandas as pd
 
-from pipeline.checks import run_checks
+from pipeline.checks.cross import run_checks
+from pipeline.checks.plausibility import plausibility_findings
+from pipeline.checks.schema import build_schemas, run_schema
 from pipeline.definition import NUMERIC, Definition
 from pipeline.findings import SUBMISSION_RECORD_COLUMNS
+from pipeline.intake.reader import CELL_COLUMNS, FORMULA_UNREAD  # noqa: F401 (CELL_COLUMNS: the frame validate takes)
 from pipeline.numbers import parse_date, parse_numbers
-from pipeline.plausibility import plausibility_findings
-from pipeline.reader import CELL_COLUMNS, FORMULA_UNREAD  # noqa: F401 (CELL_COLUMNS: the frame validate takes)
-from pipeline.schema import build_schemas, run_schema
 from pipeline.text import fold, nfc, per_distinct
 from pipeline.wording import cells as cells_text
 

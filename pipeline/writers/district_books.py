@@ -2,7 +2,7 @@
 
 `write_districts(...)` shapes the run's frames once (each grouped by district, so a worker takes its
 district's rows as a view, not a copy), names each district's file, and has pipeline.pool's workers
-write them (pipeline.district.write_district_workbook); findings that belong to no unit go to every
+write them (pipeline.writers.district.write_district_workbook); findings that belong to no unit go to every
 district. The frames are shared with the workers (inherited by a forked worker, not pickled).
 """
 
@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 
 from pipeline.definition import Definition
-from pipeline.outputs import show_plain
 from pipeline.pool import SHARED, run_tasks
 from pipeline.text import per_distinct, slug
-from pipeline.writer_cache import WriterCache
+from pipeline.writers.cache import WriterCache
+from pipeline.writers.outputs import show_plain
 
 
 def _district_names(districts: pd.DataFrame) -> dict[str, str]:
@@ -47,7 +47,7 @@ def _data_sheet_values(values: pd.DataFrame) -> pd.DataFrame:
 def _write_district(code: str) -> None:
     """Write district `code`'s workbook from the frames in `SHARED` (inherited, not pickled, by a
     forked worker: each slices out its own district, so the parent prepares no task)."""
-    from pipeline.district import write_district_workbook
+    from pipeline.writers.district import write_district_workbook
 
     sh = SHARED
     rows = sh["rows"][code]
@@ -123,7 +123,8 @@ def write_districts(
 ) -> list[Path]:
     """One consolidated workbook per district of the units list; findings that belong to no unit (a
     file nobody could be named for) go to every district. `meanwhile` runs while workers write them;
-    `wide` is the pivot table (pipeline.outputs.wide_table); `sample` says the inputs are sample files.
+    `wide` is the pivot table (pipeline.writers.outputs.wide_table); `sample` says the inputs are sample
+    files.
     Returns the paths."""
     district_of = cons.units.set_index("unit_code")["district_code"]
     num = cons.figures

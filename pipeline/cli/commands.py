@@ -1,6 +1,6 @@
 """The `tonghop` command: templates, check, consolidate. Parses arguments, calls the core, prints.
 
-Everything it prints is Vietnamese, argparse's own words included (pipeline.argparse_vi). No traceback
+Everything it prints is Vietnamese, argparse's own words included (pipeline.cli.argparse_vi). No traceback
 reaches the user: argument errors exit 2 with one line and the usage; anything unexpected exits 3 with
 one line naming a log file that holds the detail.
 """
@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 from pipeline import __version__
-from pipeline.argparse_vi import VietnameseParser, positive_number, whole_number
-from pipeline.cli_history import HISTORY_COMMANDS, add_history_commands, store_path
-from pipeline.cli_history import store_options as _store_options
+from pipeline.cli.argparse_vi import VietnameseParser, positive_number, whole_number
+from pipeline.cli.history import HISTORY_COMMANDS, add_history_commands, store_path
+from pipeline.cli.history import store_options as _store_options
 from pipeline.definition import (
     DEFAULT_DEFINITION,
     DEFAULT_UNITS,
@@ -319,9 +319,9 @@ def _consolidate_status(summary, strict: bool) -> int:
 
 
 def cmd_consolidate(args: argparse.Namespace) -> int:
+    from pipeline.intake.reading import ReadOptions
     from pipeline.outbox import OutputError, RunError
     from pipeline.periods import load_deadlines, parse_deadline
-    from pipeline.reading import ReadOptions
     from pipeline.wiring import WriteOptions, consolidate_inbox
 
     definition = load_definition(args.definition)
@@ -425,7 +425,7 @@ def _print_findings(findings, out=None) -> None:
 def _files_to_check(given: list[Path]) -> list[Path]:
     """The files named, with every spreadsheet under each folder named (recursively, sorted);
     raise UsageError naming what does not exist or holds no spreadsheet."""
-    from pipeline.inbox import discover
+    from pipeline.intake.inbox import discover
 
     files, missing, empty = [], [], []
     for path in given:
@@ -449,7 +449,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     import json
 
     from pipeline.findings import public, sort_findings
-    from pipeline.reading import ReadOptions
+    from pipeline.intake.reading import ReadOptions
     from pipeline.wiring import check_files
 
     definition = load_definition(args.definition)
@@ -473,7 +473,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_templates(args: argparse.Namespace) -> int:
-    from pipeline.template import write_templates
+    from pipeline.writers.template import write_templates
 
     definition = load_definition(args.definition)
     units = _units(args.units)
@@ -507,13 +507,13 @@ def _os_reason(exc: OSError) -> str:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from pipeline.mailcli import run_fetch
+    from pipeline.cli.mail import run_fetch
 
     return run_fetch(args)
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from pipeline.mailcli import run_send
+    from pipeline.cli.mail import run_send
 
     return run_send(args)
 

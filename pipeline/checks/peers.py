@@ -18,9 +18,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pipeline.checks.plausibility import round_figure
 from pipeline.definition import PEER_RULES, Definition, Plausibility
 from pipeline.findings import make_findings
-from pipeline.plausibility import round_figure
 
 # The groups a unit is compared with, most alike first: its district's units of its own type (xã, phường,
 # thị trấn), its province's units of its type, all units of its type (a city ward differs from a commune

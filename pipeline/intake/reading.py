@@ -1,5 +1,6 @@
-"""Reading every file of a run: the pre-scan (pipeline.guard) then the supervised readers
-(pipeline.isolation running pipeline.reader), several at once, and the cells they found as one frame.
+"""Reading every file of a run: the pre-scan (pipeline.intake.guard) then the supervised readers
+(pipeline.intake.isolation running pipeline.intake.reader), several at once, and the cells they found as
+one frame.
 
 `read_all(paths, spec, options, ...)` returns the raw submissions in file order, a Finding for each file
 refused or that could not be read, and each file's fingerprint (SHA-256 and mtime of the bytes read).
@@ -18,9 +19,9 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.findings import Finding
-from pipeline.guard import Limits, Problem, inspect_file
-from pipeline.isolation import Failure, map_inline, map_isolated
-from pipeline.reader import CELL_COLUMNS, RawSubmission, read_workbook
+from pipeline.intake.guard import Limits, Problem, inspect_file
+from pipeline.intake.isolation import Failure, map_inline, map_isolated
+from pipeline.intake.reader import CELL_COLUMNS, RawSubmission, read_workbook
 
 log = logging.getLogger("tonghop")
 
@@ -63,7 +64,7 @@ def read_all(paths: Sequence[Path], spec, options: ReadOptions, on_progress,
     """Pre-scan then read every file but the `refused` ones. Returns ([(file index, RawSubmission)],
     [(file index, Finding)] about whole files, [(sha256, mtime) of each file, ("", None) when not read]).
 
-    The pre-scan (pipeline.guard, bounded by its limits, never raising) runs here, lazily, while the
+    The pre-scan (pipeline.intake.guard, bounded by its limits, never raising) runs here, lazily, while the
     reader workers read the files already passed: so its time overlaps theirs (measured at 1,000
     files: read stage 2.40 s with the scan here, 2.62 s with it in the workers); with
     `options.readers` > 1 several supervised workers share the files (each takes batches as it goes).

@@ -20,12 +20,12 @@ import pandas as pd
 from pipeline import __version__
 from pipeline.consolidate import consolidate
 from pipeline.definition import Definition, check_period
-from pipeline.district import DATA_SHEET, SHEETS
 from pipeline.findings import make_findings
-from pipeline.history import write_run
+from pipeline.history.runs import write_run
+from pipeline.history.store import Store, now
 from pipeline.numbers import parse_number
-from pipeline.store import Store, now
 from pipeline.text import fold
+from pipeline.writers.district import DATA_SHEET, SHEETS
 
 COLUMNS = [
     "period",

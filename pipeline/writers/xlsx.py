@@ -15,7 +15,7 @@ import numbers
 import numpy as np
 import pandas as pd
 
-from pipeline.writer_cache import WriterCache
+from pipeline.writers.cache import WriterCache
 
 # Ward text is text: never a formula, a link or a number (xlsxwriter's write() would make it one).
 # in_memory: without it xlsxwriter packs through a temporary file per part (half the time of a small book).

@@ -29,7 +29,7 @@ def store_options(p: argparse.ArgumentParser) -> None:
 
 def store_path(args: argparse.Namespace) -> Path:
     """The store a command uses: --store, else lich-su.sqlite in --out."""
-    from pipeline.history import default_store
+    from pipeline.history.runs import default_store
 
     return args.store if args.store is not None else default_store(args.out)
 
@@ -112,8 +112,8 @@ def _count(x: object) -> str:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from pipeline.history import list_runs, unit_history
-    from pipeline.store import StoreError, open_store
+    from pipeline.history.runs import list_runs, unit_history
+    from pipeline.history.store import StoreError, open_store
 
     if args.unit == "import":
         return _import(args)
@@ -180,8 +180,8 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     from pipeline.definition import check_period
-    from pipeline.history_import import HistoryImportError, import_values, read_past_values
-    from pipeline.store import StoreError, open_store
+    from pipeline.history.imports import HistoryImportError, import_values, read_past_values
+    from pipeline.history.store import StoreError, open_store
     from pipeline.units import load_units
 
     if not args.files:
@@ -221,8 +221,8 @@ def _import(args: argparse.Namespace) -> int:
 def cmd_diff(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from pipeline.changes import diff_versions
-    from pipeline.reading import ReadOptions
+    from pipeline.history.changes import diff_versions
+    from pipeline.intake.reading import ReadOptions
     from pipeline.units import load_units
     from pipeline.wiring import check_files
 

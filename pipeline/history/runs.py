@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.definition import Definition
-from pipeline.store import Store, StoreError, note_files, open_store, received_times
+from pipeline.history.store import Store, StoreError, note_files, open_store, received_times
 
 log = logging.getLogger("tonghop")
 STORE_NAME = "lich-su.sqlite"
@@ -420,7 +420,7 @@ def write_run(
 
 def _shown(values: pd.Series) -> list:
     """Finding values as text: numbers as values.csv writes them (828.0 → "828")."""
-    from pipeline.outputs import show_plain
+    from pipeline.writers.outputs import show_plain
 
     return [None if x is None else show_plain(x) for x in _none(values)]
 

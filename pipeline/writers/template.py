@@ -24,11 +24,19 @@ from xlsxwriter.utility import xl_cell_to_rowcol
 from pipeline.atomic import atomic_path
 from pipeline.definition import IDENTITY_ROLES, META_KEYS, META_SHEET, Definition, Field, Sheet, check_period
 from pipeline.findings import SEVERITY_VN, show
-from pipeline.guard import OUTPUT_PROPERTY
+from pipeline.intake.guard import OUTPUT_PROPERTY
 from pipeline.wording import kind_text
-from pipeline.worksheet import Worksheet
-from pipeline.writer_cache import WriterCache
-from pipeline.xlsx import WORKBOOK_OPTIONS, is_blank, is_number, page_setup, quote_sheet, records, row_height
+from pipeline.writers.cache import WriterCache
+from pipeline.writers.worksheet import Worksheet
+from pipeline.writers.xlsx import (
+    WORKBOOK_OPTIONS,
+    is_blank,
+    is_number,
+    page_setup,
+    quote_sheet,
+    records,
+    row_height,
+)
 
 GUIDE_SHEET, FEEDBACK_SHEET = "Hướng dẫn", "Góp ý"
 INPUT_FILL, LOCKED_FILL, HEADER_FILL = "#FFF2CC", "#F2F2F2", "#DDEBF7"

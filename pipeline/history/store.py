@@ -2,8 +2,8 @@
 
 `open_store(path)` opens (creating it when absent) and migrates the store; `Store.transaction()` is the
 one way to write: everything a run records goes in one transaction, so a run killed mid-way leaves the
-store as it was. The schema lives in `pipeline/migrations/NNNN_name.sql`, applied in order; the version
-reached is SQLite's `PRAGMA user_version`, so `sqlite3 lich-su.sqlite 'PRAGMA user_version'` tells it.
+store as it was. The schema lives in `pipeline/history/migrations/NNNN_name.sql`, applied in order; the
+version reached is SQLite's `PRAGMA user_version`, so `sqlite3 lich-su.sqlite 'PRAGMA user_version'` tells it.
 Migrations are never edited once released: a change is a new file. Problems with the file itself
 (corrupted, read-only, locked by another program, newer than this tonghop) raise `StoreError` with a
 Vietnamese message; the store file is then left untouched.

@@ -16,12 +16,12 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from pipeline.changes import CHANGE_COLUMNS, diff_versions, summarise_changes
-from pipeline.comparison import compare_districts, flag_changes
 from pipeline.definition import Definition
-from pipeline.history import RunHistory
+from pipeline.history.changes import CHANGE_COLUMNS, diff_versions, summarise_changes
+from pipeline.history.comparison import compare_districts, flag_changes
+from pipeline.history.runs import RunHistory
+from pipeline.history.store import now
 from pipeline.periods import ON_TIME, earlier_periods, lateness, local_times
-from pipeline.store import now
 
 STATUS_RULES = {"file-duplicate": "duplicate", "file-superseded": "superseded"}
 

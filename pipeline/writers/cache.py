@@ -14,12 +14,12 @@ _MISSING = object()
 
 
 class WriterCache:
-    """Tables of values made once: `prototypes` (pipeline.feedback: (definition, period) → prototype),
-    `formulas` (pipeline.worksheet: conditional-format formulas as xlsxwriter prepares them, 2 ms of a
-    district workbook), `heights` (pipeline.xlsx: row heights of the same labels and notes in every
-    workbook), `validations` (pipeline.template: one options dict per distinct rule, so cells sharing a
-    rule share one validation range). Each table holds at most `limit` entries (emptied when full:
-    the same few dozen keys come back in every workbook)."""
+    """Tables of values made once: `prototypes` (pipeline.writers.feedback: (definition, period) → prototype),
+    `formulas` (pipeline.writers.worksheet: conditional-format formulas as xlsxwriter prepares them, 2 ms of a
+    district workbook), `heights` (pipeline.writers.xlsx: row heights of the same labels and notes in every
+    workbook), `validations` (pipeline.writers.template: one options dict per distinct rule, so cells
+    sharing a rule share one validation range). Each table holds at most `limit` entries (emptied when
+    full: the same few dozen keys come back in every workbook)."""
 
     def __init__(self, limit: int = 4096) -> None:
         self.limit = limit

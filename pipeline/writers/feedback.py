@@ -25,14 +25,14 @@ import numpy as np
 import pandas as pd
 from openpyxl.utils.datetime import to_excel
 
-from pipeline import xlsx_patch
 from pipeline.definition import NUMERIC, Definition, Field
 from pipeline.findings import FINDING_COLUMNS
 from pipeline.pool import SHARED, run_tasks
-from pipeline.template import Mark, TypedOver, is_input, render_workbook
 from pipeline.text import slug
-from pipeline.writer_cache import WriterCache
-from pipeline.xlsx import is_blank, is_number
+from pipeline.writers import xlsx_patch
+from pipeline.writers.cache import WriterCache
+from pipeline.writers.template import Mark, TypedOver, is_input, render_workbook
+from pipeline.writers.xlsx import is_blank, is_number
 
 CODE_MARK, NAME_MARK = "\ue000unit_code\ue001", "\ue000unit_name\ue001"
 

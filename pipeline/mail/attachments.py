@@ -18,8 +18,8 @@ from email import errors
 from email.message import Message
 
 from pipeline.findings import Finding
-from pipeline.guard import Limits as GuardLimits
-from pipeline.mailnames import DEFAULT_NAME, decode_bytes, decode_filename, suffix_of
+from pipeline.intake.guard import Limits as GuardLimits
+from pipeline.mail.names import DEFAULT_NAME, decode_bytes, decode_filename, suffix_of
 
 SPREADSHEET_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xls", ".ods", ".xlsb"})
 ZIP_SUFFIXES = frozenset({".zip"})

@@ -1,0 +1,2 @@
+"""Mail: the office mailbox's settings, fetching the reports, sending the feedback.
+"""
