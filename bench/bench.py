@@ -396,7 +396,7 @@ def naive(files: list[Path]) -> dict[str, float]:
 _CHILD = r"""
 import json, resource, sys, time
 t0 = time.perf_counter()
-from pipeline.cli.commands import main
+from pipeline.cli import main  # (the old layout and the new: pipeline.cli.main)
 t1 = time.perf_counter()
 rc = main(sys.argv[1:])
 t2 = time.perf_counter()
