@@ -397,6 +397,10 @@ _CHILD = r"""
 import json, resource, sys, time
 t0 = time.perf_counter()
 from pipeline.cli import main  # (the old layout and the new: pipeline.cli.main)
+try:  # the rooms' layout imports the commands on the first call: import them here, before t1, as before
+    import pipeline.cli.commands  # noqa: F401
+except ImportError:
+    pass
 t1 = time.perf_counter()
 rc = main(sys.argv[1:])
 t2 = time.perf_counter()
