@@ -14,7 +14,6 @@ from sample_inbox import plausible
 from pipeline.findings import FINDING_COLUMNS, public
 from pipeline.writers import feedback
 from pipeline.writers.cache import WriterCache
-from pipeline.writers.template import render_workbook
 
 PERIOD = "2020-H1"
 UNIT = {"unit_code": "07093", "unit_name": "Đức Chính", "full_name": "Phường Đức Chính"}
@@ -23,7 +22,7 @@ NO_FINDINGS = pd.DataFrame(columns=FINDING_COLUMNS)
 
 def _whole(definition, unit, values) -> bytes:
     buf = io.BytesIO()
-    render_workbook(definition, buf, period=PERIOD, unit=unit, values=values, findings=NO_FINDINGS)
+    feedback.render_whole(definition, buf, PERIOD, unit, values, NO_FINDINGS)
     return buf.getvalue()
 
 

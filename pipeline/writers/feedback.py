@@ -3,7 +3,8 @@
 `write_feedback` writes one per chosen submission of a known unit, in the process pool (pipeline.pool);
 `render` writes one.
 
-Every feedback workbook is what `template.render_workbook` writes. Most wards have no finding, and for
+Every feedback workbook is what `template.render_workbook` writes, with this module's "Góp ý" sheet in
+front (`feedback_sheet`). Most wards have no finding, and for
 them only the figures and the unit's name differ from one workbook to the next, so the same workbook is
 made faster: the template is rendered once per process and period with placeholders (a number from
 `xlsx_patch.SENTINEL` in every value cell, marker texts for the unit's code and name), and each ward's
@@ -26,13 +27,25 @@ import pandas as pd
 from openpyxl.utils.datetime import to_excel
 
 from pipeline.definition import NUMERIC, Definition, Field
-from pipeline.findings import FINDING_COLUMNS
+from pipeline.findings import FINDING_COLUMNS, SEVERITY_VN, show
 from pipeline.pool import SHARED, run_tasks
 from pipeline.text import slug
 from pipeline.writers import xlsx_patch
 from pipeline.writers.cache import WriterCache
-from pipeline.writers.template import Mark, TypedOver, is_input, render_workbook
-from pipeline.writers.xlsx import is_blank, is_number
+from pipeline.writers.template import (
+    FEEDBACK_SHEET,
+    HEADER_FILL,
+    LOCKED_FILL,
+    MARK_FILL,
+    Mark,
+    Renderer,
+    TypedOver,
+    is_input,
+    merge_cells,
+    page_sheet,
+    render_workbook,
+)
+from pipeline.writers.xlsx import is_blank, is_number, quote_sheet, records
 
 CODE_MARK, NAME_MARK = "\ue000unit_code\ue001", "\ue000unit_name\ue001"
 
@@ -98,7 +111,8 @@ def prototype(definition: Definition, period: str, cache: WriterCache) -> Protot
     render_workbook(definition, buf, period=period,
                     unit={"unit_code": CODE_MARK, "unit_name": NAME_MARK, "full_name": NAME_MARK},
                     values={f.id: xlsx_patch.SENTINEL + k for k, f in enumerate(fields)},
-                    findings=pd.DataFrame(columns=FINDING_COLUMNS), cache=cache)
+                    front=lambda r: feedback_sheet(r, pd.DataFrame(columns=FINDING_COLUMNS)),
+                    output_kind="feedback", cache=cache)
     package = xlsx_patch.Package.read(buf.getvalue())
     sheets = {}
     for info, data in package.members:
@@ -175,8 +189,17 @@ def render(definition: Definition, path: Path, period: str, unit: Mapping, value
         if (members := filled(proto, unit, values)) is not None:
             proto.package.write(path, members)
             return
+    render_whole(definition, path, period, unit, values, findings, changes, cache)
+
+
+def render_whole(definition: Definition, path, period: str, unit: Mapping, values: Mapping[str, object],
+                 findings: pd.DataFrame, changes: tuple[str, list[tuple]] | None = None,
+                 cache: WriterCache | None = None) -> None:
+    """Render one unit's feedback workbook whole to `path` (a path or a binary file object): the template
+    with the unit's values, the cells with findings marked, "Góp ý" first."""
     render_workbook(definition, path, period=period, unit=unit, values=values, marks=marks(findings),
-                    findings=findings, changes=changes, cache=cache)
+                    front=lambda r: feedback_sheet(r, findings, changes), output_kind="feedback",
+                    cache=cache)
 
 
 def _render_task(task: tuple) -> None:
@@ -222,3 +245,89 @@ def write_feedback(
                 "cache": WriterCache()},
     )
     return links
+
+
+def feedback_sheet(book: Renderer, findings: pd.DataFrame,
+                   changes: tuple[str, list[tuple]] | None = None) -> None:
+    """The "Góp ý" sheet of a feedback workbook, written first with the workbook's Renderer: the findings
+    listed (severity, sheet, cell linked, message, value, right figure, likely reading) and the cells
+    changed since the older version `changes` (its name, [(sheet, cell, label, before, after)])."""
+    ws = book.sheet(FEEDBACK_SHEET)
+    ws.activate()
+    heads = ("Mức độ", "Trang", "Ô", "Nội dung", "Giá trị đã ghi", "Giá trị đúng", "Có thể là")
+    widths = (10, 18, 7, 62, 13, 12, 12)
+    for c, w in enumerate(widths):
+        ws.set_column(c, c, w)
+    merge_cells(ws, 0, 0, 0, 6, f"GÓP Ý CỦA {book.d.office.name.upper()}",
+                book.st(bold=True, font_size=13, align="center"))
+    errors = int((findings["severity"] == "error").sum()) if len(findings) else 0
+    who = book.unit_name or "đơn vị"
+    if len(findings):
+        intro = (f"{book.d.office.short} đã xem báo cáo {book.d.period_label(book.period)} của {who} "
+                 f"và xin gửi {len(findings)} góp ý dưới đây ({errors} lỗi cần sửa, "
+                 f"{len(findings) - errors} điểm cần kiểm tra). Bấm vào địa chỉ ở cột «Ô» để đến ô "
+                 "đó; các ô này cũng được tô màu và có ghi chú. Sau khi sửa, đề nghị lưu tệp và gửi lại. "
+                 "Xin cảm ơn!")
+    else:
+        intro = (f"{book.d.office.short} đã xem báo cáo {book.d.period_label(book.period)} của {who} "
+                 "và không có góp ý nào. Xin cảm ơn!")
+    merge_cells(ws, 1, 0, 1, 6, intro, book.st(text_wrap=True, valign="top"))
+    ws.set_row(1, 48)
+    head = book.st(bold=True, align="center", text_wrap=True, border=1, bg_color=HEADER_FILL)
+    for c, text in enumerate(heads):
+        ws.write_string(3, c, text, head)
+    text, wrap = book.st(border=1, valign="top"), book.st(border=1, text_wrap=True, valign="top")
+    link = book.st(border=1, valign="top", align="center", font_color="#0563C1", underline=1)
+    sheets = {s.name for s in book.d.sheets}
+    for r, rec in enumerate(records(findings), 4):
+        sev = rec.get("severity")
+        ws.write_string(r, 0, SEVERITY_VN.get(sev, str(sev or "")), book.st(
+            border=1, valign="top", bold=True, bg_color=MARK_FILL.get(sev, LOCKED_FILL)))
+        f = book.d.fields.get(rec.get("field") or "")
+        # the field's address in this re-rendered workbook, which may differ from the ward's file
+        sheet, cell = (book.d.sheet(f.sheet).name, f.cell) if f else (_shown(rec.get("sheet")),
+                                                                       _shown(rec.get("cell")))
+        ws.write_string(r, 1, sheet, wrap)
+        if cell and sheet in sheets:
+            ws.write_url(r, 2, f"internal:{quote_sheet(sheet)}!{cell}", link, cell, f"Đến ô {cell}")
+        else:
+            ws.write_string(r, 2, cell, text)
+        ws.write_string(r, 3, _shown(rec.get("message")), wrap)
+        ws.write_string(r, 4, _shown(rec.get("value")), wrap)
+        ws.write_string(r, 5, _shown(rec.get("expected")), wrap)
+        ws.write_string(r, 6, _shown(rec.get("suggestion")), wrap)
+        ws.set_row(r, book.height((_shown(rec.get("message")), widths[3]), (sheet, widths[1])))
+    last = max(3, 3 + len(findings))
+    if changes and changes[1]:
+        last = _changes(book, ws, last + 2, changes, widths)
+    page_sheet(ws, last, 6, sum(widths), (3, 3))
+
+
+def _changes(book: Renderer, ws, r: int, changes: tuple[str, list[tuple]], widths: tuple) -> int:
+    """The cells whose values changed since the older version `changes[0]`, from row `r`: a title,
+    a header and a row per cell (sheet, cell linked, label, before, after). Returns the last row."""
+    source, rows = changes
+    merge_cells(ws, r, 0, r, 5, f"Các ô đã thay đổi so với {source} ({len(rows)} ô)",
+                book.st(bold=True, text_wrap=True))
+    head = book.st(bold=True, align="center", text_wrap=True, border=1, bg_color=HEADER_FILL)
+    for c, text in enumerate(("", "Trang", "Ô", "Mục", "Trước", "Nay")):
+        ws.write_string(r + 1, c, text, head)
+    wrap = book.st(border=1, text_wrap=True, valign="top")
+    link = book.st(border=1, valign="top", align="center", font_color="#0563C1", underline=1)
+    sheets = {s.name for s in book.d.sheets}
+    for i, (sheet, cell, label, before, after) in enumerate(rows, r + 2):
+        ws.write_blank(i, 0, None, wrap)
+        ws.write_string(i, 1, str(sheet), wrap)
+        if cell and sheet in sheets:
+            ws.write_url(i, 2, f"internal:{quote_sheet(sheet)}!{cell}", link, cell, f"Đến ô {cell}")
+        else:
+            ws.write_string(i, 2, str(cell), wrap)
+        for c, text in ((3, label), (4, before), (5, after)):
+            ws.write_string(i, c, str(text), wrap)
+        ws.set_row(i, book.height((str(label), widths[3]), (str(sheet), widths[1])))
+    return r + 1 + len(rows)
+
+
+def _shown(v: object) -> str:
+    """A finding's value as text, numbers written the Vietnamese way (828, 2.379, 785,87)."""
+    return "" if is_blank(v) else show(v)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -23,7 +23,7 @@ from xlsxwriter.utility import xl_cell_to_rowcol
 
 from pipeline.atomic import atomic_path
 from pipeline.definition import IDENTITY_ROLES, META_KEYS, META_SHEET, Definition, Field, Sheet, check_period
-from pipeline.findings import SEVERITY_VN, show
+from pipeline.findings import SEVERITY_VN
 from pipeline.intake.guard import OUTPUT_PROPERTY
 from pipeline.wording import kind_text
 from pipeline.writers.cache import WriterCache
@@ -148,22 +148,25 @@ def _write_value(ws, r: int, c: int, v: object, st: _Styles, props: dict) -> Non
         ws.write_string(r, c, str(v), st(**props))
 
 
-def _merge(ws, r1: int, c1: int, r2: int, c2: int, text: str, fmt) -> None:
+def merge_cells(ws, r1: int, c1: int, r2: int, c2: int, text: str, fmt) -> None:
+    """`text` over the cells (r1, c1)–(r2, c2), merged unless they are one cell."""
     if (r1, c1) == (r2, c2):
         ws.write_string(r1, c1, text, fmt)
     else:
         ws.merge_range(r1, c1, r2, c2, text, fmt)
 
 
-def _page(ws, last_row: int, last_col: int, width: float, repeat: tuple[int, int] | None = None) -> None:
+def page_sheet(ws, last_row: int, last_col: int, width: float, repeat: tuple[int, int] | None = None) -> None:
     """A4, fit to one page wide, print area without hidden helper columns, sheet protected."""
     page_setup(ws, landscape=width > _PORTRAIT_CHARS, margins=(0.6, 0.5, 0.6, 0.7), center=True,
                print_area=(last_row, last_col), repeat=repeat)
     ws.protect("", _PROTECT)
 
 
-class _Renderer:
-    """One workbook being written: the definition, the unit (None = blank), values and marks."""
+class Renderer:
+    """One workbook being written: the definition, the unit (None = blank), values and marks. The
+    template's sheets are its methods; a feedback workbook's "Góp ý" sheet is written with it by
+    pipeline.writers.feedback."""
 
     def __init__(self, definition: Definition, wb: xlsxwriter.Workbook, period: str, unit, values, marks,
                  cache: WriterCache):
@@ -208,10 +211,10 @@ class _Renderer:
 
     def heading(self, ws, title: str, last_col: int) -> None:
         lay = self.d.layout
-        _merge(ws, lay["title_row"] - 1, 0, lay["title_row"] - 1, last_col, title,
+        merge_cells(ws, lay["title_row"] - 1, 0, lay["title_row"] - 1, last_col, title,
                self.st(bold=True, font_size=13, align="center", text_wrap=True))
         ws.set_row(lay["title_row"] - 1, 36)
-        _merge(ws, lay["unit_row"] - 1, 0, lay["unit_row"] - 1, last_col, self.unit_line,
+        merge_cells(ws, lay["unit_row"] - 1, 0, lay["unit_row"] - 1, last_col, self.unit_line,
                self.st(italic=True, align="center", text_wrap=True))
 
     def cell(self, ws, f: Field, span_to: int | None = None) -> None:
@@ -301,7 +304,7 @@ class _Renderer:
         if roles:  # "07093" and "2020-H1" are text on purpose: no green "number stored as text" flag
             ws.ignore_errors({"number_stored_as_text": roles})
         ws.freeze_panes(hr + 1, 0)
-        _page(ws, last, hc, sum(widths.values()), (hr, hr))
+        page_sheet(ws, last, hc, sum(widths.values()), (hr, hr))
 
     def table(self, sheet: Sheet) -> None:
         lay = self.d.layout["table"]
@@ -315,18 +318,19 @@ class _Renderer:
         ws.set_column(ic, ic, None, None, {"hidden": True})
         self.heading(ws, sheet.title, lastc)
         head = self.st(bold=True, align="center", text_wrap=True, border=1, bg_color=HEADER_FILL)
-        _merge(ws, top, nc, bottom, nc, sheet.number_label, head)
-        _merge(ws, top, lc, bottom, lc, sheet.table_label, head)
+        merge_cells(ws, top, nc, bottom, nc, sheet.number_label, head)
+        merge_cells(ws, top, lc, bottom, lc, sheet.table_label, head)
         col = fc
         for group, run in itertools.groupby(sheet.columns, key=lambda c: c[2]):
             labels = [label for _, label, _ in run]
             if group and bottom > top:  # a run of columns sharing a group: one merged header above them
-                _merge(ws, top, col, bottom - 1, col + len(labels) - 1, group, head)
+                merge_cells(ws, top, col, bottom - 1, col + len(labels) - 1, group, head)
                 for k, label in enumerate(labels):
                     ws.write_string(bottom, col + k, label, head)
             else:
                 for k, label in enumerate(labels):
-                    _merge(ws, top, col + k, bottom, col + k, f"{group}: {label}" if group else label, head)
+                    merge_cells(ws, top, col + k, bottom, col + k, f"{group}: {label}" if group else label,
+                                head)
             col += len(labels)
         for r in range(top, bottom + 1):
             ws.set_row(r, 32)
@@ -349,18 +353,18 @@ class _Renderer:
             last = self.signature(ws, last + 2, lc, fc, lastc)
         self.validate(ws)
         ws.freeze_panes(bottom + 1, 0)
-        _page(ws, last, lastc, sum(widths.values()), (top, bottom))
+        page_sheet(ws, last, lastc, sum(widths.values()), (top, bottom))
 
     def signature(self, ws, row: int, left: int, right: int, right_last: int) -> int:
         """Signature block from `row`: reporter on the left, the definition's signature lines right."""
         bold = self.st(align="center", bold=True)
         italic = self.st(align="center", italic=True, text_wrap=True)
-        _merge(ws, row, right, row, right_last, "…, ngày … tháng … năm …", italic)
+        merge_cells(ws, row, right, row, right_last, "…, ngày … tháng … năm …", italic)
         ws.write_string(row + 1, left, "Người lập báo cáo", bold)
         ws.write_string(row + 2, left, "(Ký, ghi rõ họ tên)", italic)
         for i, line in enumerate(self.d.signature):
             style = italic if line.startswith("(") else bold
-            _merge(ws, row + 1 + i, right, row + 1 + i, right_last, line, style)
+            merge_cells(ws, row + 1 + i, right, row + 1 + i, right_last, line, style)
         end = row + max(3, len(self.d.signature) + 1)
         for r in range(end, end + 5):  # room to sign and stamp (inside the print area)
             ws.set_row(r, 20)
@@ -371,11 +375,12 @@ class _Renderer:
         ws.set_column(0, 0, 6)
         ws.set_column(1, 1, 90)
         wrap, bold = self.st(text_wrap=True, valign="top"), self.st(bold=True)
-        _merge(ws, 0, 0, 0, 1, self.d.title, self.st(bold=True, font_size=14, align="center", text_wrap=True))
+        merge_cells(ws, 0, 0, 0, 1, self.d.title,
+                    self.st(bold=True, font_size=14, align="center", text_wrap=True))
         ws.set_row(0, 40)
-        _merge(ws, 1, 0, 1, 1, self.unit_line, self.st(italic=True, align="center"))
+        merge_cells(ws, 1, 0, 1, 1, self.unit_line, self.st(italic=True, align="center"))
         if self.d.recipient:
-            _merge(ws, 2, 0, 2, 1, f"Nơi nhận báo cáo: {self.d.recipient}", self.st(align="center"))
+            merge_cells(ws, 2, 0, 2, 1, f"Nơi nhận báo cáo: {self.d.recipient}", self.st(align="center"))
         ws.write_string(4, 0, "HƯỚNG DẪN ĐIỀN BÁO CÁO", bold)
         r = 5
         for i, line in enumerate(self.d.instructions, 1):
@@ -397,82 +402,7 @@ class _Renderer:
         link = self.st(font_color="#0563C1", underline=1)
         for j, s in enumerate(self.d.sheets, 1):
             ws.write_url(r + j, 1, f"internal:{quote_sheet(s.name)}!A1", link, f"{s.name}: {s.title}")
-        _page(ws, r + len(self.d.sheets), 1, 96)
-
-    def feedback(self, findings: pd.DataFrame, changes: tuple[str, list[tuple]] | None = None) -> None:
-        ws = self.sheet(FEEDBACK_SHEET)
-        ws.activate()
-        heads = ("Mức độ", "Trang", "Ô", "Nội dung", "Giá trị đã ghi", "Giá trị đúng", "Có thể là")
-        widths = (10, 18, 7, 62, 13, 12, 12)
-        for c, w in enumerate(widths):
-            ws.set_column(c, c, w)
-        _merge(ws, 0, 0, 0, 6, f"GÓP Ý CỦA {self.d.office.name.upper()}",
-               self.st(bold=True, font_size=13, align="center"))
-        errors = int((findings["severity"] == "error").sum()) if len(findings) else 0
-        who = self.unit_name or "đơn vị"
-        if len(findings):
-            intro = (f"{self.d.office.short} đã xem báo cáo {self.d.period_label(self.period)} của {who} "
-                     f"và xin gửi {len(findings)} góp ý dưới đây ({errors} lỗi cần sửa, "
-                     f"{len(findings) - errors} điểm cần kiểm tra). Bấm vào địa chỉ ở cột «Ô» để đến ô "
-                     "đó; các ô này cũng được tô màu và có ghi chú. Sau khi sửa, đề nghị lưu tệp và gửi lại. "
-                     "Xin cảm ơn!")
-        else:
-            intro = (f"{self.d.office.short} đã xem báo cáo {self.d.period_label(self.period)} của {who} "
-                     "và không có góp ý nào. Xin cảm ơn!")
-        _merge(ws, 1, 0, 1, 6, intro, self.st(text_wrap=True, valign="top"))
-        ws.set_row(1, 48)
-        head = self.st(bold=True, align="center", text_wrap=True, border=1, bg_color=HEADER_FILL)
-        for c, text in enumerate(heads):
-            ws.write_string(3, c, text, head)
-        text, wrap = self.st(border=1, valign="top"), self.st(border=1, text_wrap=True, valign="top")
-        link = self.st(border=1, valign="top", align="center", font_color="#0563C1", underline=1)
-        sheets = {s.name for s in self.d.sheets}
-        for r, rec in enumerate(records(findings), 4):
-            sev = rec.get("severity")
-            ws.write_string(r, 0, SEVERITY_VN.get(sev, str(sev or "")), self.st(
-                border=1, valign="top", bold=True, bg_color=MARK_FILL.get(sev, LOCKED_FILL)))
-            f = self.d.fields.get(rec.get("field") or "")
-            # the field's address in this re-rendered workbook, which may differ from the ward's file
-            sheet, cell = (self.d.sheet(f.sheet).name, f.cell) if f else (_shown(rec.get("sheet")),
-                                                                           _shown(rec.get("cell")))
-            ws.write_string(r, 1, sheet, wrap)
-            if cell and sheet in sheets:
-                ws.write_url(r, 2, f"internal:{quote_sheet(sheet)}!{cell}", link, cell, f"Đến ô {cell}")
-            else:
-                ws.write_string(r, 2, cell, text)
-            ws.write_string(r, 3, _shown(rec.get("message")), wrap)
-            ws.write_string(r, 4, _shown(rec.get("value")), wrap)
-            ws.write_string(r, 5, _shown(rec.get("expected")), wrap)
-            ws.write_string(r, 6, _shown(rec.get("suggestion")), wrap)
-            ws.set_row(r, self.height((_shown(rec.get("message")), widths[3]), (sheet, widths[1])))
-        last = max(3, 3 + len(findings))
-        if changes and changes[1]:
-            last = self.changes(ws, last + 2, changes, widths)
-        _page(ws, last, 6, sum(widths), (3, 3))
-
-    def changes(self, ws, r: int, changes: tuple[str, list[tuple]], widths: tuple) -> int:
-        """The cells whose values changed since the older version `changes[0]`, from row `r`: a title,
-        a header and a row per cell (sheet, cell linked, label, before, after). Returns the last row."""
-        source, rows = changes
-        _merge(ws, r, 0, r, 5, f"Các ô đã thay đổi so với {source} ({len(rows)} ô)",
-               self.st(bold=True, text_wrap=True))
-        head = self.st(bold=True, align="center", text_wrap=True, border=1, bg_color=HEADER_FILL)
-        for c, text in enumerate(("", "Trang", "Ô", "Mục", "Trước", "Nay")):
-            ws.write_string(r + 1, c, text, head)
-        wrap = self.st(border=1, text_wrap=True, valign="top")
-        link = self.st(border=1, valign="top", align="center", font_color="#0563C1", underline=1)
-        sheets = {s.name for s in self.d.sheets}
-        for i, (sheet, cell, label, before, after) in enumerate(rows, r + 2):
-            ws.write_blank(i, 0, None, wrap)
-            ws.write_string(i, 1, str(sheet), wrap)
-            if cell and sheet in sheets:
-                ws.write_url(i, 2, f"internal:{quote_sheet(sheet)}!{cell}", link, cell, f"Đến ô {cell}")
-            else:
-                ws.write_string(i, 2, str(cell), wrap)
-            for c, text in ((3, label), (4, before), (5, after)):
-                ws.write_string(i, c, str(text), wrap)
-            ws.set_row(i, self.height((str(label), widths[3]), (str(sheet), widths[1])))
-        return r + 1 + len(rows)
+        page_sheet(ws, r + len(self.d.sheets), 1, 96)
 
     def meta(self, extra: Mapping[str, str] | None = None) -> None:
         ws = self.sheet(META_SHEET)
@@ -486,24 +416,19 @@ class _Renderer:
         ws.protect("", _PROTECT)
 
 
-def _shown(v: object) -> str:
-    """A finding's value as text, numbers written the Vietnamese way (828, 2.379, 785,87)."""
-    return "" if is_blank(v) else show(v)
-
-
 def render_workbook(definition: Definition, path: Path | str | IO[bytes], *, period: str,
                     unit: Mapping | None = None, values: Mapping[str, object] | None = None,
-                    marks: Mapping[str, Mark] | None = None, findings: pd.DataFrame | None = None,
-                    extra_meta: Mapping[str, str] | None = None,
-                    changes: tuple[str, list[tuple]] | None = None, cache: WriterCache | None = None) -> None:
+                    marks: Mapping[str, Mark] | None = None, extra_meta: Mapping[str, str] | None = None,
+                    front: Callable[[Renderer], None] | None = None, output_kind: str | None = None,
+                    cache: WriterCache | None = None) -> None:
     """Write the report workbook for `period` to `path` (atomically) or to a binary file object.
 
     `unit` (a units row) pre-fills and locks the unit's code and name; None gives the blank template.
     `values` (field id → value as typed) fills cells, `marks` (field id → Mark) colours and comments
-    cells, and `findings` (the findings frame) adds a first sheet "Góp ý" listing them. `extra_meta`
-    adds keys to the hidden sheet after META_KEYS (the samples generator marks its workbooks so). `changes`
-    (the older version's name, [(sheet, cell, label, before, after)]) lists there what changed since it.
-    `cache` is the run's WriterCache (None: a fresh one).
+    cells, `front` writes sheets before the template's own (the feedback's "Góp ý": see
+    pipeline.writers.feedback) and `output_kind` marks the workbook as one of tonghop's outputs (the guard
+    knows it by that mark). `extra_meta` adds keys to the hidden sheet after META_KEYS (the samples
+    generator marks its workbooks so). `cache` is the run's WriterCache (None: a fresh one).
     """
     check_period(period)
     cache = cache if cache is not None else WriterCache()
@@ -512,11 +437,11 @@ def render_workbook(definition: Definition, path: Path | str | IO[bytes], *, per
         wb = xlsxwriter.Workbook(target, WORKBOOK_OPTIONS)
         office = definition.office.short
         wb.set_properties({"title": definition.title, "author": office, "company": office})
-        if findings is not None:  # a feedback workbook: never read back as a submission until a ward saves it
-            wb.set_custom_property(OUTPUT_PROPERTY, "feedback")
-        r = _Renderer(definition, wb, period, unit, values, marks, cache)
-        if findings is not None:
-            r.feedback(findings, changes)
+        if output_kind is not None:  # never read back as a submission until a ward saves it
+            wb.set_custom_property(OUTPUT_PROPERTY, output_kind)
+        r = Renderer(definition, wb, period, unit, values, marks, cache)
+        if front is not None:
+            front(r)
         r.guide()
         for sheet in definition.sheets:
             r.table(sheet) if sheet.kind == "table" else r.form(sheet)
