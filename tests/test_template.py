@@ -16,6 +16,7 @@ from python_calamine import CalamineWorkbook
 
 from pipeline.cli.commands import main
 from pipeline.definition import META_KEYS, META_SHEET, DefinitionError
+from pipeline.writers.feedback import feedback_sheet
 from pipeline.writers.template import (
     DATE_RANGE,
     FEEDBACK_SHEET,
@@ -67,7 +68,7 @@ def books(tmp_path_factory, definition, unit):
          "severity": "warning", "message": MARKS["health.female"].comment, "expected": 350},
     ])
     render_workbook(definition, paths["feedback"], period=PERIOD, unit=unit, values=values, marks=MARKS,
-                    findings=findings)
+                    front=lambda r: feedback_sheet(r, findings), output_kind="feedback")
     return paths
 
 
