@@ -19,6 +19,8 @@ from __future__ import annotations
 import datetime as dt
 import random
 
+from sample_inbox import RATINGS, REPORTERS  # (samples/ is on the path of bench.py and the tests)
+
 ROWS = [
     "literacy",
     "vocational",
@@ -31,19 +33,6 @@ ROWS = [
     "other",
     "arts_sports",
 ]
-_NAMES = [
-    "Nguyễn Văn An",
-    "Trần Thị Bình",
-    "Lê Văn Cường",
-    "Phạm Thị Dung",
-    "Hoàng Văn Em",
-    "Vũ Thị Giang",
-    "Đặng Văn Hải",
-    "Bùi Thị Lan",
-    "Đỗ Văn Minh",
-    "Ngô Thị Nga",
-]
-_RATINGS = ["Tốt", "Khá", "Trung bình", "Chưa triển khai"]
 # Highland provinces of the generator's list (most of their districts are highland districts).
 HIGHLAND_PROVINCES = {
     "Lào Cai",
@@ -199,7 +188,7 @@ def realistic(
         "income_per_capita_mn": income,
         "board_directors": 1,
         "board_deputies": rng.randrange(1, 4),
-        "reporter": rng.choice(_NAMES),
+        "reporter": rng.choice(REPORTERS),
         "phone": f"0{rng.randrange(203, 299)} {rng.randrange(3000000, 3999999)}",
         "report_date": _report_date(rng, period_end),
     }
@@ -246,9 +235,9 @@ def realistic(
         "waste_collection_rate": round(rng.uniform(*p["waste"]), 1),
         "cultural_family_rate": round(rng.uniform(75, 98), 1),
         "cultural_quarter_rate": round(rng.uniform(50, 100), 1),
-        "mobilization_unions": rng.choice(_RATINGS[:2]),
-        "mobilization_business": rng.choice(_RATINGS),
-        "mobilization_donors": rng.choice(_RATINGS),
+        "mobilization_unions": rng.choice(RATINGS[:2]),
+        "mobilization_business": rng.choice(RATINGS),
+        "mobilization_donors": rng.choice(RATINGS),
         "mobilization_note": "Các đoàn thể phối hợp tích cực.",
         "plan_tasks": "Duy trì phong trào học tập suốt đời.\nMở thêm lớp tập huấn kỹ năng sống.",
         "target_participation_rate": rng.randrange(50, 96),

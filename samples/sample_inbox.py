@@ -77,7 +77,7 @@ DUC_CHINH: dict[str, object] = {
 
 
 MISSING = {"07111", "07120", "07129"}  # units that send nothing
-_NAMES = [
+REPORTERS = [  # who signs a report (bench/figures.py draws from the same names)
     "Nguyễn Văn An",
     "Trần Thị Bình",
     "Lê Văn Cường",
@@ -89,7 +89,7 @@ _NAMES = [
     "Đỗ Văn Minh",
     "Ngô Thị Nga",
 ]
-_RATINGS = ["Tốt", "Khá", "Trung bình", "Chưa triển khai"]
+RATINGS = ["Tốt", "Khá", "Trung bình", "Chưa triển khai"]
 _ROWS = [
     "literacy",
     "vocational",
@@ -122,7 +122,7 @@ def plausible(code: str) -> dict[str, object]:
         "law_bookcases": quarters,
         "conferences": rng.randrange(5, 31),
         "conference_attendees": rng.randrange(300, 3000),
-        "reporter": rng.choice(_NAMES),
+        "reporter": rng.choice(REPORTERS),
         "phone": f"0203 38{rng.randrange(10000, 99999)}",
         "report_date": dt.datetime(2020, 6, rng.randrange(10, 29)),
     }
@@ -150,9 +150,9 @@ def plausible(code: str) -> dict[str, object]:
         "waste_collection_rate": round(rng.uniform(70, 100), 1),
         "cultural_family_rate": round(rng.uniform(80, 99), 1),
         "cultural_quarter_rate": round(rng.uniform(60, 100), 1),
-        "mobilization_unions": rng.choice(_RATINGS[:2]),
-        "mobilization_business": rng.choice(_RATINGS),
-        "mobilization_donors": rng.choice(_RATINGS),
+        "mobilization_unions": rng.choice(RATINGS[:2]),
+        "mobilization_business": rng.choice(RATINGS),
+        "mobilization_donors": rng.choice(RATINGS),
         "mobilization_note": "Các đoàn thể phối hợp tích cực.",
         "plan_tasks": "Duy trì phong trào học tập suốt đời.\nMở thêm lớp tập huấn kỹ năng sống.",
         "target_participation_rate": rng.randrange(60, 91),
