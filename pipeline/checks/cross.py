@@ -22,8 +22,6 @@ from pipeline.definition import Check, Definition
 from pipeline.findings import SUBMISSION_RECORD_COLUMNS
 from pipeline.wording import range_text
 
-CHECK_COLUMNS = SUBMISSION_RECORD_COLUMNS  # (pipeline.findings: the one column list of such records)
-
 
 def side_sum(m: np.ndarray, cols: list[int]) -> np.ndarray:
     """Row-wise sum of the columns; NaN where all of them are blank."""
@@ -56,7 +54,7 @@ def violations(check: Check, m: np.ndarray, col: dict[str, int]) -> tuple[np.nda
 def run_checks(
     definition: Definition, wide: pd.DataFrame, unknown: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    """Every cross-check of the definition over the wide frame; one frame with CHECK_COLUMNS.
+    """Every cross-check of the definition over the wide frame; one frame with SUBMISSION_RECORD_COLUMNS.
 
     `unknown` (same shape as `wide`, boolean) marks cells whose figure could not be read or that are
     required and blank: a check touching one of them is skipped for that submission.
@@ -91,5 +89,5 @@ def run_checks(
             )
         )
     if not frames:
-        return pd.DataFrame(columns=CHECK_COLUMNS)
+        return pd.DataFrame(columns=SUBMISSION_RECORD_COLUMNS)
     return pd.concat(frames, ignore_index=True)

@@ -2,7 +2,8 @@
 
 `validate(definition, cells)` takes the long frame of raw cells of all submissions (CELL_COLUMNS) and
 returns `(values, findings)`: the same long frame with parsed `value` (numbers; totals replaced by
-their recomputed figure) and `text` (text, choices, dates), and the findings records (FINDING_KEYS).
+their recomputed figure) and `text` (text, choices, dates), and the findings records
+(pipeline.findings.SUBMISSION_RECORD_COLUMNS).
 
 Totals: a total cell that holds a formula summing its parts (the template's, as the ward left it) is
 not a figure the ward declared: spreadsheets cache 0 there when the parts were typed as text. Only a
@@ -29,8 +30,6 @@ from pipeline.intake.reader import CELL_COLUMNS, FORMULA_UNREAD  # noqa: F401 (C
 from pipeline.numbers import parse_date, parse_numbers
 from pipeline.text import fold, nfc, per_distinct
 from pipeline.wording import cells as cells_text
-
-FINDING_KEYS = SUBMISSION_RECORD_COLUMNS  # (pipeline.findings: the one column list of such records)
 
 
 def _is_blank(raw: pd.Series) -> pd.Series:
@@ -113,7 +112,9 @@ def parse_cells(definition: Definition, cells: pd.DataFrame) -> tuple[pd.DataFra
             found.append(pd.DataFrame({"submission": df.loc[bad, "submission"], "field": df.loc[bad, "field"],
                                        "cell": df.loc[bad, "cell"], "value": df.loc[bad, "raw"],
                                        "rule": rules[bad]}))
-    findings = pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=FINDING_KEYS)
+    if not found:
+        return df, pd.DataFrame(columns=SUBMISSION_RECORD_COLUMNS)
+    findings = pd.concat(found, ignore_index=True)
     return df, findings
 
 
@@ -190,7 +191,7 @@ def _total_findings(definition: Definition, df: pd.DataFrame, wide: pd.DataFrame
     """A declared total (typed, not blank) that differs from the recomputed one (all parts readable)."""
     totals = df[df["declared_typed"]]
     if totals.empty:
-        return pd.DataFrame(columns=FINDING_KEYS)
+        return pd.DataFrame(columns=SUBMISSION_RECORD_COLUMNS)
     expected = _lookup(wide, totals["submission"], totals["field"])
     parts_unknown = _lookup(unknown, totals["submission"], totals["field"]).astype(bool)
     declared = totals["value"].to_numpy(dtype=float)
@@ -211,14 +212,14 @@ def _text_findings(definition: Definition, df: pd.DataFrame, wide: pd.DataFrame)
     written with "+" converts the texts in Excel, so it is not counted as wrong."""
     formula_totals = df[df["is_total"] & df["formula"].ne("") & ~df["declared_typed"]]
     if formula_totals.empty:
-        return pd.DataFrame(columns=FINDING_KEYS)
+        return pd.DataFrame(columns=SUBMISSION_RECORD_COLUMNS)
     shown = formula_totals["value"].to_numpy(dtype=float)  # the cached result the ward saw
     right = _lookup(wide, formula_totals["submission"], formula_totals["field"])
     uncached = np.isnan(shown) & formula_totals["formula"].str.upper().str.contains("SUM").to_numpy()
     differs = ~np.isnan(shown) & ~(np.abs(shown - right) <= 1e-6)
     wrong = formula_totals[differs | (uncached & (right != 0))]
     if wrong.empty:
-        return pd.DataFrame(columns=FINDING_KEYS)
+        return pd.DataFrame(columns=SUBMISSION_RECORD_COLUMNS)
     part_of = {p: t for t, f in definition.fields.items() for p in f.total_of}
     pairs = set(zip(wrong["submission"], wrong["field"], strict=True))
     text = df[df["value"].notna() & ~df["is_total"]]  # then the few typed as text (a test per value left)
@@ -226,7 +227,7 @@ def _text_findings(definition: Definition, df: pd.DataFrame, wide: pd.DataFrame)
     keys = zip(text["submission"], text["field"].map(part_of), strict=True)
     text = text[[k in pairs for k in keys]]
     if text.empty:
-        return pd.DataFrame(columns=FINDING_KEYS)
+        return pd.DataFrame(columns=SUBMISSION_RECORD_COLUMNS)
     meta = definition.frame
     text = text.assign(_o=text["field"].map(meta["order"]), _s=text["field"].map(meta["sheet"]))
     text = text.sort_values(["submission", "_o"], kind="stable")
@@ -307,7 +308,7 @@ def validate(definition: Definition, cells: pd.DataFrame) -> tuple[pd.DataFrame,
     `cells` has CELL_COLUMNS (`formula` may be absent: no formulas). Returns (values, findings): values
     adds `value`, `text`, `type`, `blank`, `declared` (the figure a total cell showed), `declared_typed`
     (True where that figure was typed over the template's formula, or the cell had no formula) and
-    `suggestion`; findings has FINDING_KEYS.
+    `suggestion`; findings has SUBMISSION_RECORD_COLUMNS.
     """
     if "formula" not in cells:
         cells = cells.assign(formula="")
@@ -338,7 +339,7 @@ def validate(definition: Definition, cells: pd.DataFrame) -> tuple[pd.DataFrame,
     findings = (
         pd.concat([p for p in parts if not p.empty], ignore_index=True)
         if any(not p.empty for p in parts)
-        else pd.DataFrame(columns=FINDING_KEYS)
+        else pd.DataFrame(columns=SUBMISSION_RECORD_COLUMNS)
     )
     findings = _attach_cells(findings, df)
     return df, findings
@@ -347,11 +348,11 @@ def validate(definition: Definition, cells: pd.DataFrame) -> tuple[pd.DataFrame,
 def _attach_cells(findings: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
     """Give every finding its cell and, where missing, the raw value found there; name the cells of each
     side of a cross-check (`left_cells`, `right_cells`)."""
-    for col in FINDING_KEYS:
+    for col in SUBMISSION_RECORD_COLUMNS:
         if col not in findings:
             findings[col] = None
     if findings.empty:
-        return findings[FINDING_KEYS]
+        return findings[SUBMISSION_RECORD_COLUMNS]
     where = df.set_index(["submission", "field"])[["cell", "raw", "parse_rule"]]
     key = pd.MultiIndex.from_arrays([findings["submission"], findings["field"]])
     found = where.reindex(key)
@@ -371,5 +372,6 @@ def _attach_cells(findings: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
                 cells_text([cell_of.get((sub, f), "") for f in str(ids or "").split()])
                 for sub, ids in zip(findings.loc[sides, "submission"], findings.loc[sides, side], strict=True)
             ]
-    extra = [c for c in findings.columns if c not in FINDING_KEYS]  # a rule's placeholders, for its message
-    return findings[FINDING_KEYS + extra].reset_index(drop=True)
+    # a rule's own placeholders, for its message
+    extra = [c for c in findings.columns if c not in SUBMISSION_RECORD_COLUMNS]
+    return findings[SUBMISSION_RECORD_COLUMNS + extra].reset_index(drop=True)
